@@ -1,0 +1,5 @@
+"""``python -m ceredis``: the command line."""
+
+from ceredis.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Canonical JSON bytes for hashing.
+
+The encoding (identifier :data:`CANON_ID`) is fixed by this module alone, never by a
+JSON library's formatting choices, so no dependency upgrade can change a hash:
+
+* objects: keys must be ``str``, sorted by Unicode code point, no duplicates;
+* no insignificant whitespace; output is UTF-8 (non-ASCII characters written as is);
+* strings: only ``"``, ``\\`` and control characters below U+0020 are escaped
+  (``\\b \\f \\n \\r \\t``, others as lowercase ``\\u00xx``); lone surrogates are refused;
+* ``True``/``False``/``None`` as ``true``/``false``/``null``; tuples as arrays;
+* integers must lie within ±(2**53 − 1) (the I-JSON range every JSON reader keeps
+  exactly); larger ones are refused: encode them as strings;
+* exact decimals are :class:`decimal.Decimal` values written in fixed-point with their
+  own digits (``Decimal("540.00")`` → ``540.00``; ``Decimal("1E+2")`` → ``100``);
+  NaN and infinities are refused;
+* binary floats are refused: their text depends on the formatter (orjson changed it
+  in 3.11.7), and ``72.1`` is not exactly 72.1. Convert them at the boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from json.encoder import encode_basestring  # C implementation, no ASCII escaping
+from typing import Any
+
+from ledger.errors import CanonicalError
+
+__all__ = ["CANON_ID", "MAX_SAFE_INTEGER", "canonical", "canonical_hash"]
+
+CANON_ID = "ledger-canon/1"
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def canonical(value: Any) -> bytes:
+    """Return the canonical UTF-8 bytes of a JSON-like value, or raise CanonicalError."""
+    parts: list[str] = []
+    _encode(value, parts, "$")
+    text = "".join(parts)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CanonicalError(f"string contains a lone surrogate ({exc.reason})") from None
+
+
+def canonical_hash(value: Any) -> str:
+    """SHA-256 (hex) of the canonical bytes of *value*."""
+    return hashlib.sha256(canonical(value)).hexdigest()
+
+
+def _encode(value: Any, out: list[str], path: str) -> None:
+    # Order of checks matters: bool is an int subclass.
+    if isinstance(value, str):
+        out.append(encode_basestring(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            out.append(int.__repr__(value))
+        else:
+            raise CanonicalError(
+                f"{path}: integer {value} is outside ±(2**53 − 1); write it as a string"
+            )
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise CanonicalError(f"{path}: {value} is not a finite number")
+        out.append(format(value, "f"))
+    elif isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise CanonicalError(f"{path}: object key {key!r} is not a string")
+        out.append("{")
+        first = True
+        for key in sorted(value):
+            if not first:
+                out.append(",")
+            first = False
+            out.append(encode_basestring(key))
+            out.append(":")
+            _encode(value[key], out, f"{path}.{key}")
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out, f"{path}[{i}]")
+        out.append("]")
+    elif isinstance(value, float):
+        raise CanonicalError(
+            f"{path}: binary float {value!r} is not accepted; pass a Decimal or an int"
+        )
+    else:
+        raise CanonicalError(f"{path}: {type(value).__name__} is not a JSON value")

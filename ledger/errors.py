@@ -1,0 +1,29 @@
+"""Errors of the ledger package.
+
+    LedgerError
+    ├── CanonicalError        a value has no canonical encoding (float, NaN, big int, …)
+    ├── LedgerFormatError     a file is not a ledger, or cannot continue (torn tail, footer)
+    └── ProofError            a Merkle proof is malformed or does not verify
+
+Every error takes a single message argument, so it pickles across process boundaries.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CanonicalError", "LedgerError", "LedgerFormatError", "ProofError"]
+
+
+class LedgerError(Exception):
+    """Root of every error raised by the ledger package."""
+
+
+class CanonicalError(LedgerError, ValueError):
+    """A value cannot be encoded canonically."""
+
+
+class LedgerFormatError(LedgerError):
+    """A ledger file cannot be read or continued as asked."""
+
+
+class ProofError(LedgerError):
+    """A Merkle proof is malformed or does not verify."""
