@@ -1,10 +1,37 @@
-"""Evidence records (scoring.md §1): what a source delivers and what the core accepts."""
+"""Evidence records (scoring.md §1): what a source delivers and what the core accepts.
+
+Pure: no I/O. A source delivers :class:`RawEvidence`; :func:`submitted` turns it into a
+JSON-safe, canonical-encodable form (the form recorded in the ledger for a learner whose
+evidence is invalid, so a replay sees exactly what the engine saw); :func:`validate`
+checks every rule and returns normalised :class:`Evidence` or every problem found.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from ceredis.referential import Referential
+
+__all__ = ["FIELDS", "Evidence", "RawEvidence", "submitted", "validate"]
+
+#: The fields of an evidence record, in the order messages list them.
+FIELDS = (
+    "evidenceId",
+    "agentId",
+    "competencyId",
+    "evidenceType",
+    "rawScore",
+    "timestamp",
+    "context",
+    "validator",
+)
+_OPTIONAL = ("context", "validator")
+_MAX_SAFE = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -19,3 +46,221 @@ class RawEvidence:
 
     fields: Mapping[str, Any]
     where: str = field(default="")
+
+
+@dataclass(frozen=True, order=True)
+class Evidence:
+    """A valid, normalised evidence record: competency as ``X.Y``, score exact, time UTC."""
+
+    evidence_id: str
+    agent_id: str
+    competency_id: str
+    evidence_type: str
+    raw_score: Decimal
+    timestamp: str
+    context: str | None = None
+    validator: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the ledger keeps it (optional fields only when present)."""
+        out: dict[str, Any] = {
+            "evidenceId": self.evidence_id,
+            "agentId": self.agent_id,
+            "competencyId": self.competency_id,
+            "evidenceType": self.evidence_type,
+            "rawScore": self.raw_score,
+            "timestamp": self.timestamp,
+        }
+        if self.context is not None:
+            out["context"] = self.context
+        if self.validator is not None:
+            out["validator"] = self.validator
+        return out
+
+
+def submitted(raw: RawEvidence) -> dict[str, Any]:
+    """The record as a canonical-encodable value: ``{"fields": …, "where": …}``.
+
+    Finite floats become Decimals through their shortest repr; NaN and infinities become
+    ``{"$number": "NaN"}``; values that are not JSON become ``{"$unsupported": type}``.
+    Validation reads this form, so the engine and a replay see the same thing.
+    """
+    fields = raw.fields if isinstance(raw.fields, Mapping) else {"$unsupported": "record"}
+    return {"fields": _json_safe(fields), "where": str(raw.where)}
+
+
+def _json_safe(value: Any) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_SAFE <= value <= _MAX_SAFE else Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else {"$number": str(Decimal(value))}
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else {"$number": str(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return {"$unsupported": type(value).__name__}
+
+
+def validate(
+    agent_id: str, records: Iterable[Mapping[str, Any]], referential: Referential
+) -> tuple[list[Evidence], list[str]]:
+    """Check submitted records (see :func:`submitted`) for one learner.
+
+    Returns the normalised evidence, deduplicated and sorted by ``evidenceId``, and the
+    list of problems (empty when every record is valid), each naming the record.
+    """
+    problems: list[str] = []
+    kept: dict[str, tuple[Evidence, str]] = {}
+    for position, record in enumerate(records, start=1):
+        fields = record.get("fields")
+        where = record.get("where") or f"record {position}"
+        if not isinstance(fields, Mapping):
+            problems.append(f"evidence at {where}: not an object")
+            continue
+        evidence, errors = _check(agent_id, fields, referential)
+        eid = fields.get("evidenceId")
+        label = f"evidence {eid} ({where})" if _text(eid) else f"evidence at {where}"
+        if errors:
+            problems.extend(f"{label}: {e}" for e in errors)
+            continue
+        assert evidence is not None
+        previous = kept.get(evidence.evidence_id)
+        if previous is None:
+            kept[evidence.evidence_id] = (evidence, where)
+        elif previous[0] != evidence:
+            problems.append(
+                f"evidence {evidence.evidence_id} ({previous[1]} and {where}): the same "
+                f"evidenceId with different content ({_difference(previous[0], evidence)})"
+            )
+    if problems:
+        return [], sorted(problems)
+    return sorted(e for e, _ in kept.values()), []
+
+
+def _check(
+    agent_id: str, fields: Mapping[str, Any], referential: Referential
+) -> tuple[Evidence | None, list[str]]:
+    errors: list[str] = []
+    eid = fields.get("evidenceId")
+    if not _text(eid):
+        errors.append(f"evidenceId must be a non-empty string, found {_show(eid)}")
+
+    agent = fields.get("agentId")
+    if not _text(agent):
+        errors.append(f"agentId must be a non-empty string, found {_show(agent)}")
+    elif agent != agent_id:
+        errors.append(f"agentId {agent!r} is not this learner ({agent_id!r})")
+
+    competency = None
+    ref = fields.get("competencyId")
+    if not _text(ref):
+        errors.append(f"competencyId must be a non-empty string, found {_show(ref)}")
+    else:
+        competency = referential.resolve_competency(ref)
+        if competency is None:
+            errors.append(
+                f"unknown competency {ref!r} (not an X.Y id, CaSS uuid or CaSS URL of "
+                f"referential {referential.id})"
+            )
+
+    etype = fields.get("evidenceType")
+    if etype not in referential.evidence_types:
+        known = ", ".join(referential.evidence_types)
+        errors.append(f"unknown evidenceType {_show(etype)} (expected one of {known})")
+
+    score, score_error = _raw_score(fields)
+    if score_error:
+        errors.append(score_error)
+
+    timestamp, time_error = _timestamp(fields.get("timestamp"))
+    if time_error:
+        errors.append(time_error)
+
+    optional: dict[str, str | None] = {}
+    for name in _OPTIONAL:
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            errors.append(f"{name} must be a string when present, found {_show(value)}")
+        optional[name] = value
+    if errors:
+        return None, errors
+    return (
+        Evidence(eid, agent, competency, etype, score, timestamp, **optional),  # type: ignore[arg-type]
+        [],
+    )
+
+
+def _raw_score(fields: Mapping[str, Any]) -> tuple[Decimal | None, str | None]:
+    if "rawScore" not in fields or fields["rawScore"] is None:
+        return None, "rawScore is missing (no evidence without a raw score)"
+    value = fields["rawScore"]
+    if isinstance(value, bool):
+        return None, f"rawScore must be a number, found the boolean {str(value).lower()}"
+    if isinstance(value, dict) and set(value) == {"$number"}:
+        return None, f"rawScore must be a finite number, found {value['$number']}"
+    if isinstance(value, str):
+        return None, f"rawScore must be a number, found the string {value!r}"
+    if not isinstance(value, int | Decimal):
+        return None, f"rawScore must be a number, found {_show(value)}"
+    try:
+        score = Decimal(value)
+    except InvalidOperation:  # pragma: no cover - int and finite Decimal always convert
+        return None, f"rawScore {value} is not a number"
+    if not score.is_finite():
+        return None, f"rawScore must be a finite number, found {score}"
+    if not 0 <= score <= 100:
+        return None, f"rawScore {value} is outside 0–100"
+    score = score.normalize() if score else Decimal(0)
+    return score, None
+
+
+def _timestamp(value: Any) -> tuple[str | None, str | None]:
+    if not isinstance(value, str) or not value:
+        return None, f"timestamp must be an ISO-8601 string with an offset, found {_show(value)}"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None, f"timestamp {value!r} is not ISO-8601"
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return None, f"timestamp {value!r} has no UTC offset"
+    utc = moment.astimezone(UTC)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z", None
+
+
+def _difference(a: Evidence, b: Evidence) -> str:
+    left, right = a.to_json(), b.to_json()
+    diffs = [
+        f"{name} {_show(left.get(name))} vs {_show(right.get(name))}"
+        for name in FIELDS
+        if left.get(name) != right.get(name)
+    ]
+    return ", ".join(diffs)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return repr(value) if value else "an empty string"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        if set(value) == {"$unsupported"}:
+            return f"a {value['$unsupported']}"
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__

@@ -9,12 +9,16 @@ handle is ever inherited through fork.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+from ceredis.errors import ConfigError
 from ceredis.evidence import RawEvidence
 
-__all__ = ["EvidenceSource"]
+__all__ = ["EvidenceSource", "SourceSpec", "prepare_source"]
 
 
 class EvidenceSource(Protocol):
@@ -39,3 +43,77 @@ class EvidenceSource(Protocol):
     def close(self) -> None:
         """Release connections and files."""
         ...
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A checked source URI, small and picklable: what a worker needs to open it."""
+
+    uri: str
+    kind: str  # "file" | "cass" | "xapi"
+    name: str  # for display; never holds a secret
+    index: Path | None = None  # file sources: the prepared SQLite index
+    sha256: str | None = None  # file sources: the file's digest, for the ledger header
+
+    def open(self, *, limiter: Any = None, env: Mapping[str, str] | None = None) -> EvidenceSource:
+        """Open the source in this process (call it in the worker, after fork)."""
+        if self.kind == "file":
+            from ceredis.sources.files import FileSource
+
+            return FileSource(Path(self.uri), self.index)
+        if self.kind == "cass":
+            from ceredis.sources.cass import CassSource
+
+            return CassSource.from_uri(self.uri, limiter=limiter, env=env)
+        from ceredis.sources.xapi import XapiSource
+
+        return XapiSource.from_uri(self.uri, limiter=limiter, env=env)
+
+    def describe(self) -> dict[str, Any]:
+        """What the ledger header records about the source (no secrets)."""
+        out: dict[str, Any] = {"kind": self.kind, "name": self.name}
+        if self.sha256:
+            out["sha256"] = self.sha256
+        return out
+
+
+def prepare_source(uri: str | None) -> SourceSpec:
+    """Check a source URI in the parent, before any work; ``None`` is the bundled cohort.
+
+    A file is indexed (its unreadable lines reported); a remote URI is checked for
+    form only — the worker's client reports an unreachable server per learner.
+    """
+    from ceredis.sources import files
+
+    if uri is None or uri == files.BUNDLED_URI:
+        path = files.bundled_cohort()
+        return SourceSpec(str(path), "file", "bundled cohort", *files.index_evidence_file(path))
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in ("cass+http", "cass+https"):
+        from ceredis.sources.cass import check_uri
+
+        return SourceSpec(uri, "cass", check_uri(uri))
+    if scheme in ("xapi+http", "xapi+https"):
+        from ceredis.sources.xapi import check_uri
+
+        return SourceSpec(uri, "xapi", check_uri(uri))
+    if "://" in uri:
+        raise ConfigError(
+            f"unknown evidence source {_redact(uri)!r}: use a .jsonl or .csv file, "
+            "cass+https://host/ or xapi+https://host/xAPI/"
+        )
+    path = Path(uri)
+    if not path.is_file():
+        raise ConfigError(f"evidence file {uri} does not exist")
+    return SourceSpec(str(path.resolve()), "file", path.name, *files.index_evidence_file(path))
+
+
+def _redact(uri: str) -> str:
+    """*uri* without any user:password part."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return parts._replace(netloc=f"***@{host}").geturl()
