@@ -35,6 +35,7 @@ __all__ = [
     "bundled_referential",
     "load_referential",
     "parse_referential",
+    "show_number",
 ]
 
 BUNDLED = "ceredis-1.1.json"
@@ -339,14 +340,14 @@ class _Checker:
             if weight is not None and cap is not None and weight > cap:
                 self.fail(
                     f"{path}.weight",
-                    f"{tid}: weight {_pct(weight)} exceeds its cap {_pct(cap)}",
+                    f"{tid}: weight {show_number(weight)} exceeds its cap {show_number(cap)}",
                 )
             if weight is not None:
                 total += weight
             if tid and name and weight is not None and cap is not None:
                 types[tid] = EvidenceType(tid, name, weight, cap)
         if top is not None and "evidenceTypes" in top and total != 100:
-            self.fail("$.evidenceTypes", f"weights sum to {_pct(total)}, not 100")
+            self.fail("$.evidenceTypes", f"weights sum to {show_number(total)}, not 100")
         return types
 
     def competencies(
@@ -429,7 +430,7 @@ class _Checker:
             if did and name and weight is not None and uuid:
                 domains.append(Domain(did, name, weight, uuid.lower(), tuple(members)))
         if top is not None and "domains" in top and total != 100:
-            self.fail("$.domains", f"weights sum to {_pct(total)}, not 100")
+            self.fail("$.domains", f"weights sum to {show_number(total)}, not 100")
         return domains, membership
 
     def thresholds(self, top: Mapping[str, Any] | None) -> tuple[Fraction, Fraction]:
@@ -441,7 +442,7 @@ class _Checker:
         if acquis is not None and partiel is not None and not partiel < acquis:
             self.fail(
                 "$.statusThresholds",
-                f"partiel ({_pct(partiel)}) must be below acquis ({_pct(acquis)})",
+                f"partiel ({show_number(partiel)}) must be below acquis ({show_number(acquis)})",
             )
         return acquis, partiel
 
@@ -459,15 +460,17 @@ class _Checker:
             if low is None or level is None:
                 continue
             if i == 0 and low != 0:
-                self.fail(f"{path}.min", f"the first band must start at 0, not {_pct(low)}")
+                self.fail(f"{path}.min", f"the first band must start at 0, not {show_number(low)}")
             if bands and low <= bands[-1].min:
                 self.fail(
                     f"{path}.min",
-                    f"bands out of order: {level} starts at {_pct(low)}, not above "
-                    f"{bands[-1].level} ({_pct(bands[-1].min)})",
+                    f"bands out of order: {level} starts at {show_number(low)}, not above "
+                    f"{bands[-1].level} ({show_number(bands[-1].min)})",
                 )
             if scale is not None and low > scale:
-                self.fail(f"{path}.min", f"{_pct(low)} is above globalScale {_pct(scale)}")
+                self.fail(
+                    f"{path}.min", f"{show_number(low)} is above globalScale {show_number(scale)}"
+                )
             bands.append(Band(level, low))
         return bands
 
@@ -552,8 +555,14 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _pct(value: Fraction) -> str:
-    """A Fraction as a short decimal for messages (weights are usually integers)."""
+def show_number(value: Fraction) -> str:
+    """A weight or threshold as exact text: ``70``, ``62.5``, or ``1/3`` if not decimal."""
     if value.denominator == 1:
         return str(value.numerator)
-    return f"{float(value):g}"
+    d = value.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    if d != 1:
+        return f"{value.numerator}/{value.denominator}"
+    return f"{Decimal(value.numerator) / Decimal(value.denominator):f}"

@@ -16,7 +16,7 @@ from typing import Any
 
 from ceredis import __version__
 from ceredis.evidence import Evidence, RawEvidence, submitted, validate
-from ceredis.referential import LevelRule, Referential
+from ceredis.referential import LevelRule, Referential, show_number
 
 __all__ = ["evaluate", "evaluate_submitted", "round_half_up", "score"]
 
@@ -178,12 +178,12 @@ def _check(
     if rule.kind == "minScore":
         passed = global_score >= rule.value
         sign = "≥" if passed else "<"
-        detail = f"ceredisScore {global_score} {sign} {_number(rule.value)}"
+        detail = f"ceredisScore {global_score} {sign} {show_number(rule.value)}"
     elif rule.kind == "domainMinimum":
         value = domains[rule.domain]
         passed = value >= rule.value
         sign = "≥" if passed else "<"
-        detail = f"{rule.domain} {value} {sign} {_number(rule.value)}"
+        detail = f"{rule.domain} {value} {sign} {show_number(rule.value)}"
     else:  # requiredEvidenceTypes
         missing = [t for t in rule.types if t not in present]
         passed = not missing
@@ -195,16 +195,10 @@ def _check(
     return {"rule": rule.kind, "passed": passed, "detail": detail}
 
 
-def _number(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    return str(Decimal(value.numerator) / Decimal(value.denominator))
-
-
 def _stamp(agent_id: str, referential: Referential, engine_version: str) -> dict[str, Any]:
     return {
         "agentId": agent_id,
-        "referentialVersion": referential.version,
+        "referentialVersion": referential.id,
         "referentialHash": referential.hash,
         "engineVersion": engine_version,
     }
