@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (CeredisError, LedgerError) as exc:
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)))
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         err.print(Text("interrupted", style="bold red"))
@@ -149,6 +149,7 @@ def _sample(args: argparse.Namespace) -> int:
         f"{written.evidence}; roster ({written.without_evidence} without evidence) in "
         f"{written.roster}",
         highlight=False,
+        soft_wrap=True,
     )
     return EXIT_OK
 
@@ -171,11 +172,12 @@ def _referential_validate(args: argparse.Namespace) -> int:
     try:
         referential = load_referential(args.file)
     except ReferentialError as exc:
-        Console(stderr=True).print(Text(str(exc), style="red"))
+        Console(stderr=True).print(Text(str(exc), style="red"), soft_wrap=True)
         return EXIT_FAILED
     Console().print(
         f"{args.file}: valid referential {referential.id} (version {referential.version}), "
         f"sha256 {referential.hash}",
         highlight=False,
+        soft_wrap=True,
     )
     return EXIT_OK

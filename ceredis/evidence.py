@@ -255,7 +255,9 @@ def _show(value: Any) -> str:
         return f"the boolean {str(value).lower()}"
     if isinstance(value, str):
         return repr(value) if value else "an empty string"
-    if isinstance(value, int | Decimal):
+    if isinstance(value, Decimal):
+        return f"{value:f}"
+    if isinstance(value, int):
         return str(value)
     if isinstance(value, dict):
         if set(value) == {"$unsupported"}:
