@@ -179,6 +179,8 @@ class XapiSource:
             raise ConfigError(
                 f"xAPI credentials: set both {ENV_USERNAME} and {ENV_PASSWORD}, or neither"
             )
+        if username is not None and ":" in username:
+            raise ConfigError(f"{ENV_USERNAME} must not contain ':' (HTTP Basic auth forbids it)")
         self.name = name or base_url
         self.home_page = home_page
         self.page_size = page_size

@@ -249,6 +249,13 @@ def test_half_configured_credentials_are_refused() -> None:
         )
 
 
+def test_a_colon_in_the_username_is_refused() -> None:
+    """Basic auth cannot carry a user-id with ':'; say so instead of failing at the LRS."""
+    env = {"CEREDIS_XAPI_USERNAME": "a:b", "CEREDIS_XAPI_PASSWORD": "pw-long"}
+    with pytest.raises(ConfigError, match="must not contain ':'"):
+        XapiSource.from_uri("xapi+https://lrs.example.org/xAPI/", env=env)
+
+
 def test_home_page_comes_from_the_uri_then_the_environment() -> None:
     """The URI's homePage option wins over CEREDIS_XAPI_HOMEPAGE, which wins over the default."""
     env = {"CEREDIS_XAPI_HOMEPAGE": "https://env.example.org"}
