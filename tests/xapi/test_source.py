@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from ceredis.errors import SourceError
+from ceredis.sources.ratelimit import RateLimiter
 from ceredis.sources.xapi import DEFAULT_HOME_PAGE, XapiSource
 from ceredis.testing.ralph import RalphLRS
 from ceredis.testing.xapi_fixtures import evidence_to_statements, statement_id
@@ -259,3 +261,30 @@ def test_wrong_endpoint_is_reported(ralph: RalphLRS, open_source: Open) -> None:
     """A URI that is not the xAPI endpoint gives the server's 404, not a crash."""
     with pytest.raises(SourceError, match="HTTP 404"):
         open_source("xapi+" + ralph.origin + "/not-xapi/").ping()
+
+
+# -- in a worker pool -------------------------------------------------------------------
+
+_worker_source: XapiSource | None = None
+
+
+def _open_in_worker(uri: str, limiter: RateLimiter) -> None:
+    global _worker_source
+    _worker_source = XapiSource.from_uri(uri, limiter=limiter, env=credentials())
+
+
+def _fetch_in_worker(agent: str) -> list[dict[str, Any]]:
+    assert _worker_source is not None
+    return [dict(e.fields) for e in _worker_source.fetch(agent)]
+
+
+def test_workers_open_their_own_client_and_share_the_rate_limit(ralph: RalphLRS) -> None:
+    """In a fork pool, each worker opens the source in its initializer; results match."""
+    learners = [f"pool-{n}" for n in range(6)]
+    for agent in learners:
+        ralph.add(evidence_to_statements(records(agent, 2)))
+    limiter = RateLimiter(50.0, burst=2)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(2, _open_in_worker, ("xapi+" + ralph.base_url, limiter)) as pool:
+        got = pool.map(_fetch_in_worker, learners)
+    assert got == [records(agent, 2) for agent in learners]
