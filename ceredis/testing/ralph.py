@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -82,7 +83,8 @@ def provision(venv_dir: Path | None = None) -> Path:
     """
     venv_dir = venv_dir or default_venv_dir()
     python = venv_dir / "bin" / "python"
-    expected = {"requirements": list(RALPH_REQUIREMENTS)}
+    # The venv's python is a link to this interpreter: a new Python needs a new venv.
+    expected = {"python": platform.python_version(), "requirements": list(RALPH_REQUIREMENTS)}
     venv_dir.parent.mkdir(parents=True, exist_ok=True)
     lock_path = venv_dir.with_name(venv_dir.name + ".lock")
     with open(lock_path, "w") as lock:
@@ -129,9 +131,7 @@ def _run(argv: list[str], what: str, stdin: bytes | None = None) -> str:
         raise RalphError(f"could not {what}: no answer after {_PROVISION_TIMEOUT:.0f} s") from None
     if done.returncode != 0:
         tail = done.stderr.decode(errors="replace").strip().splitlines()[-15:]
-        raise RalphError(
-            f"could not {what} (exit {done.returncode}):\n" + "\n".join(tail)
-        )
+        raise RalphError(f"could not {what} (exit {done.returncode}):\n" + "\n".join(tail))
     return done.stdout.decode()
 
 
