@@ -305,6 +305,10 @@ class _AttemptFailed(Exception):
 
 
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+#: Header names whose values are credentials: redacted from every message.
+_SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "signaturesheet"}
+)
 
 
 class HttpClient:
@@ -313,8 +317,9 @@ class HttpClient:
     *base_url* ends with ``/``; request paths are resolved against it
     (``"data"`` → ``{base_url}data``; ``"/xAPI/statements?…"`` → the server origin;
     an absolute URL must be on the same origin, so credentials never leave it).
-    *headers* are sent on every request; their values are treated as secrets and
-    redacted from every message, as are the strings in *secrets*.
+    *headers* are sent on every request; credential headers (``Authorization``,
+    ``Cookie``, ``X-Api-Key``, ``signatureSheet``) and the strings in *secrets* are
+    redacted from every message (messages never include headers in the first place).
     """
 
     def __init__(
@@ -351,13 +356,10 @@ class HttpClient:
         self.timeouts = timeouts or Timeouts()
         self.policy = policy or RetryPolicy()
         self._headers = {"Accept-Encoding": "gzip", **dict(headers or {})}
+        hidden = [v for k, v in self._headers.items() if k.lower() in _SECRET_HEADERS]
         self._secrets = sorted(
-            {s for s in [*self._headers.values(), *secrets] if s and len(s) >= 4},
-            key=len,
-            reverse=True,
+            {s for s in [*hidden, *secrets] if s and len(s) >= 4}, key=len, reverse=True
         )
-        # "Accept-Encoding" is not a secret; leave short generic values out anyway.
-        self._secrets = [s for s in self._secrets if s != "gzip"]
         self._clock = clock
         self._wallclock = wallclock
         self._sleep = sleep
