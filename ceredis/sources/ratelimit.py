@@ -37,6 +37,7 @@ __all__ = [
     "ENV_BURST",
     "ENV_RATE",
     "RateLimiter",
+    "SharedRateLimiter",
 ]
 
 ENV_RATE = "CEREDIS_SOURCE_RATE"
@@ -62,6 +63,7 @@ class RateLimiter:
         *,
         burst: int = DEFAULT_BURST,
         context: Any = None,
+        ctx: Any = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -74,7 +76,9 @@ class RateLimiter:
             )
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise ConfigError(f"rate limit: the burst must be an integer >= 1, got {burst!r}")
-        ctx = context if context is not None else multiprocessing.get_context()
+        # ``ctx`` is an alias of ``context`` (the multiprocessing context of the pool).
+        ctx = context if context is not None else ctx
+        ctx = ctx if ctx is not None else multiprocessing.get_context()
         self.rate = float(rate)
         self.burst = burst
         self._state = ctx.RawArray("d", 2)  # [TAT, pause-until], both monotonic seconds
@@ -204,3 +208,7 @@ class RateLimiter:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+#: The name the engine uses: the limiter is shared by every worker process.
+SharedRateLimiter = RateLimiter
