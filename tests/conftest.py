@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -37,3 +40,31 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def referential() -> Referential:
     """The bundled ceredis-1.1 referential."""
     return bundled_referential()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The PostgreSQL server for tests (CEREDIS_TEST_DSN); skipped only outside CI."""
+    dsn = os.environ.get("CEREDIS_TEST_DSN")
+    if not dsn:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set CEREDIS_TEST_DSN: PostgreSQL tests never skip in CI")
+        pytest.skip("no PostgreSQL configured (set CEREDIS_TEST_DSN)")
+    return dsn
+
+
+@pytest.fixture
+def pg_url(pg_dsn: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"ceredis_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    parts = urlsplit(pg_dsn)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

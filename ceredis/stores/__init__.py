@@ -1,0 +1,161 @@
+"""Result stores: PostgreSQL (``postgresql://…``) and SQLite (``sqlite:///path``).
+
+Both share one schema (:mod:`ceredis.stores.schema`), created and migrated on first
+use. The parent calls :func:`prepare_store` before any work — an unreachable database
+is a clear error then, not a thousand failed learners later — and each worker opens
+its own connection with :meth:`StoreSpec.open` in the pool initializer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from ceredis.errors import ConfigError
+
+__all__ = ["ResultRow", "ResultStore", "RunRow", "StoreSpec", "prepare_store", "redact_url"]
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One learner's result as stored; ``content_hash`` is its ledger record's hash."""
+
+    run_id: str
+    agent_id: str
+    position: int
+    status: str
+    ceredis_score: Decimal | None
+    band_level: str | None
+    cecrl_level: str | None
+    domain_scores: str | None  # canonical JSON
+    competencies: str | None  # canonical JSON
+    result: str  # canonical JSON of the whole §10 object
+    error: str | None
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One batch run."""
+
+    run_id: str
+    started_at: str
+    engine_version: str
+    referential_version: str
+    referential_hash: str
+    workers: int
+    ledger_path: str
+    finished_at: str | None = None
+    total: int | None = None
+    ok: int | None = None
+    skipped: int | None = None
+    failed: int | None = None
+    results_root: str | None = None
+
+
+class ResultStore(Protocol):
+    """What the engine needs from a store; a worker holds one, the parent one at a time."""
+
+    def write_results(self, rows: Sequence[ResultRow], run_started_at: str) -> dict[str, str]:
+        """Store rows idempotently in one transaction; return ``{agent_id: error}`` for
+        rows that could not be stored (a conflicting hash, a database error)."""
+        ...
+
+    def start_run(self, run: RunRow) -> None:
+        """Record a new run, or accept an existing one with the same id (resume)."""
+        ...
+
+    def finish_run(self, run: RunRow) -> None:
+        """Record a run's counts, finish time, ledger path and Merkle root."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRow | None: ...
+
+    def iter_results(self, run_id: str) -> Iterator[ResultRow]:
+        """The run's rows, ordered by position."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A checked store URL, picklable: what a worker needs to connect."""
+
+    url: str
+    kind: str  # "sqlite" | "postgresql"
+
+    @property
+    def display(self) -> str:
+        """The URL without its password."""
+        return redact_url(self.url)
+
+    def open(self) -> ResultStore:
+        """Connect in this process (call it in the worker, after fork)."""
+        if self.kind == "sqlite":
+            from ceredis.stores.sqlite import SqliteStore
+
+            return SqliteStore(sqlite_path(self.url))
+        from ceredis.stores.postgres import PostgresStore
+
+        return PostgresStore(self.url)
+
+    def describe(self) -> dict[str, Any]:
+        """What the ledger header records about the store (no secrets)."""
+        return {"kind": self.kind, "url": self.display}
+
+
+def prepare_store(url: str) -> StoreSpec:
+    """Check *url*, connect once, create or migrate the schema; raise a clear error."""
+    spec = parse_store_url(url)
+    store = spec.open()  # connects and migrates; raises StoreError if unreachable
+    store.close()
+    return spec
+
+
+def parse_store_url(url: str) -> StoreSpec:
+    """A StoreSpec for *url*, checked for form only."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        sqlite_path(url)
+        return StoreSpec(url, "sqlite")
+    if scheme in ("postgresql", "postgres"):
+        return StoreSpec(url, "postgresql")
+    raise ConfigError(
+        f"unknown database URL {redact_url(url)!r}: use postgresql://user@host/db or "
+        "sqlite:///path/to/file.sqlite"
+    )
+
+
+def sqlite_path(url: str) -> Path:
+    """The file named by ``sqlite:///relative`` or ``sqlite:////absolute``."""
+    parts = urlsplit(url)
+    if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
+        raise ConfigError(
+            f"bad SQLite URL {url!r}: write sqlite:///relative/path.sqlite or "
+            "sqlite:////absolute/path.sqlite"
+        )
+    return Path(parts.path[1:])
+
+
+def redact_url(url: str) -> str:
+    """*url* with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+def scrub(message: str, secrets: Mapping[str, str | None] | Sequence[str | None]) -> str:
+    """*message* with every secret value replaced by ``***``."""
+    values = secrets.values() if isinstance(secrets, Mapping) else secrets
+    for secret in values:
+        if secret:
+            message = message.replace(secret, "***")
+    return message

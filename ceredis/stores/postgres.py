@@ -1,0 +1,82 @@
+"""The PostgreSQL result store (psycopg 3), one connection per process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import psycopg
+
+from ceredis.errors import StoreError
+from ceredis.stores import redact_url, scrub
+from ceredis.stores.sql import SqlStore
+
+__all__ = ["PostgresStore"]
+
+_MIGRATION_LOCK = 0x6365726564  # "cered": serializes schema migrations across sessions
+
+
+class PostgresStore(SqlStore):
+    """Results in PostgreSQL; the connection is opened here, in the calling process."""
+
+    dialect: ClassVar[str] = "postgresql"
+    driver_error: ClassVar[type[Exception]] = psycopg.Error
+    p: ClassVar[str] = "%s"
+    json: ClassVar[str] = "::jsonb"
+
+    def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
+        self.url = url
+        self._password = urlsplit(url).password
+        self.opened_by_pid = os.getpid()
+        try:
+            self.conn = psycopg.connect(
+                url, autocommit=True, connect_timeout=connect_timeout, application_name="ceredis"
+            )
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {self._error(exc)} — "
+                "check the URL (--database or CEREDIS_DATABASE_URL) and that the server runs"
+            ) from None
+        try:
+            self._migrate()
+        except psycopg.Error as exc:
+            self.conn.close()
+            raise StoreError(
+                f"cannot create or migrate the CEREDIS schema at {redact_url(url)}: "
+                f"{self._error(exc)}"
+            ) from None
+
+    @property
+    def backend_pid(self) -> int:
+        """The server process serving this connection (for connection accounting)."""
+        return self.conn.info.backend_pid
+
+    def _transaction(self) -> AbstractContextManager[Any]:
+        return self.conn.transaction()
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            return cur.fetchall() if cur.description else []
+
+    def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(sql, params)
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        with self.conn.transaction(), self.conn.cursor(name="ceredis_stream") as cur:
+            cur.itersize = 2000
+            cur.execute(sql, params)
+            yield from cur
+
+    def _lock_schema(self) -> None:
+        self._execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+
+    def _error(self, exc: Exception) -> str:
+        return scrub(super()._error(exc), [self._password])
+
+    def close(self) -> None:
+        self.conn.close()

@@ -1,0 +1,64 @@
+"""The SQLite result store: the embedded default, one connection per process.
+
+WAL mode lets the workers write concurrently with readers; each write is one
+``BEGIN IMMEDIATE`` transaction, and a busy timeout absorbs the brief write lock.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ceredis.errors import StoreError
+from ceredis.stores.sql import SqlStore
+
+__all__ = ["SqliteStore"]
+
+
+class SqliteStore(SqlStore):
+    """Results in an SQLite file; created with its folder when missing."""
+
+    dialect: ClassVar[str] = "sqlite"
+    driver_error: ClassVar[type[Exception]] = sqlite3.Error
+    p: ClassVar[str] = "?"
+    json: ClassVar[str] = ""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.opened_by_pid = os.getpid()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the SQLite database {self.path}: {exc}") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, params)
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        yield from self.conn.execute(sql, params)
+
+    def close(self) -> None:
+        self.conn.close()
