@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ceredis import __version__
-from ceredis.errors import CeredisError, ReferentialError
+from ceredis.errors import CeredisError, ConfigError, ReferentialError, ReplayError
 from ledger.canonical import canonical
 from ledger.errors import LedgerError
 
@@ -52,6 +52,61 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ceredis {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    batch = commands.add_parser(
+        "batch",
+        help="score a cohort in parallel into a store, a ledger and a report",
+        description="Score learners on a process pool. With nothing configured, scores the "
+        "bundled cohort into SQLite under the user data directory (the embedded default).",
+        epilog="Exit codes: 0 every learner OK or SKIPPED, 1 some learner failed, 2 usage or "
+        "configuration error (nothing scored).",
+    )
+    who = batch.add_mutually_exclusive_group()
+    who.add_argument(
+        "--agent", action="append", default=[], metavar="ID", help="a learner (repeatable)"
+    )
+    who.add_argument("--file", type=Path, metavar="FILE", help="learner ids, one per line")
+    who.add_argument("--all", action="store_true", help="every learner the source knows")
+    batch.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes (default: CEREDIS_MAX_WORKERS, config file, then 4)",
+    )
+    _source_option(batch)
+    batch.add_argument(
+        "--database",
+        metavar="URL",
+        help="postgresql://… or sqlite:///path (default: CEREDIS_DATABASE_URL, then an "
+        "embedded SQLite file in the user data directory)",
+    )
+    batch.add_argument("--ledger", type=Path, metavar="PATH", help="the ledger to write")
+    batch.add_argument("--report", type=Path, metavar="PATH", help="the JSON report to write")
+    batch.add_argument(
+        "--resume",
+        type=Path,
+        metavar="LEDGER",
+        help="finish the run recorded in an unfinished ledger (after a crash or a kill)",
+    )
+    batch.add_argument(
+        "--chunksize", type=int, metavar="K", help="learners per task (default: automatic)"
+    )
+    batch.add_argument("--quiet", action="store_true", help="no progress bar, summary only")
+    batch.set_defaults(handler=_batch)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check a ledger's integrity and replay every result",
+        description="Check every hash, the chain and the Merkle root, then recompute every "
+        "result from its recorded inputs with the recorded referential.",
+        epilog="Exit codes: 0 all good, 1 any mismatch or an incomplete run, 2 unreadable.",
+    )
+    verify.add_argument("ledger", type=Path, metavar="LEDGER")
+    verify.add_argument(
+        "--database", metavar="URL", help="also check the run's rows in this database"
+    )
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.set_defaults(handler=_verify)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -114,6 +169,56 @@ def _referential_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--referential", type=Path, metavar="FILE", help="a referential file (default: bundled)"
     )
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from ceredis.engine import plan_batch, plan_resume, run_batch
+    from ceredis.progress import BatchConsole
+
+    if args.resume:
+        if args.agent or args.file or args.all or args.source or args.ledger:
+            raise ConfigError(
+                "--resume continues a recorded run: its learners, source and ledger come "
+                "from the ledger; give only --database, --workers or --report"
+            )
+        plan = plan_resume(
+            args.resume, database=args.database, workers=args.workers, report=args.report
+        )
+    else:
+        plan = plan_batch(
+            agents=args.agent,
+            agents_file=args.file,
+            all_agents=args.all,
+            source=args.source,
+            database=args.database,
+            workers=args.workers,
+            ledger=args.ledger,
+            report=args.report,
+            chunksize=args.chunksize,
+        )
+    console = BatchConsole(Console(), quiet=args.quiet)
+    report = run_batch(plan, console)
+    console.summary(report)
+    return report.return_code
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from ceredis.audit import audit_ledger
+
+    try:
+        audit = audit_ledger(args.ledger, args.database)
+    except (ReplayError, LedgerError, OSError) as exc:
+        Console(stderr=True).print(
+            Text.assemble(("unreadable: ", "bold red"), str(exc)), soft_wrap=True
+        )
+        return EXIT_USAGE
+    if args.json:
+        sys.stdout.buffer.write(canonical(audit.to_json()) + b"\n")
+    else:
+        from ceredis.render import audit_view
+
+        Console().print(audit_view(audit), soft_wrap=True)
+    return EXIT_OK if audit.ok else EXIT_FAILED
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -145,3 +145,27 @@ def _rule(rule: Any) -> str:
     if rule.kind == "domainMinimum":
         return f"{rule.domain} ≥ {show_number(rule.value)}"
     return f"evidence of {' and '.join(rule.types)}"
+
+
+def audit_view(audit: Any) -> RenderableType:
+    """The outcome of ``ceredis verify`` for a person."""
+    if audit.ok:
+        head = Text(f"OK: {audit.path} is intact and reproducible", style="bold green")
+    elif not audit.complete and not audit.findings:
+        head = Text(f"INCOMPLETE: {audit.path} has no footer", style="bold yellow")
+    else:
+        head = Text(f"FAILED: {len(audit.findings)} problem(s) in {audit.path}", style="bold red")
+    lines: list[RenderableType] = [head]
+    lines.append(
+        Text(
+            f"run {audit.run_id}: {audit.records} records, {audit.replayed} replayed byte for "
+            f"byte, {audit.not_replayable} not replayable (learners that could not be scored)"
+        )
+    )
+    if audit.results_root:
+        lines.append(Text(f"resultsRoot {audit.results_root}"))
+    if audit.database_rows is not None:
+        lines.append(Text(f"database: {audit.database_rows} rows checked"))
+    lines += [Text(f"note: {note}", style="yellow") for note in audit.notes]
+    lines += [Text(f"  • {finding}", style="red") for finding in audit.findings]
+    return Group(*lines)

@@ -18,7 +18,7 @@ from ceredis import __version__
 from ceredis.evidence import Evidence, RawEvidence, submitted, validate
 from ceredis.referential import LevelRule, Referential, show_number
 
-__all__ = ["evaluate", "evaluate_submitted", "round_half_up", "score"]
+__all__ = ["error_result", "evaluate", "evaluate_submitted", "round_half_up", "score"]
 
 OK, SKIPPED, ERROR = "OK", "SKIPPED", "ERROR"
 ACQUIS, PARTIEL, NON_ACQUIS, INCOMPLET = "acquis", "partiel", "non acquis", "incomplet"
@@ -67,8 +67,15 @@ def evaluate_submitted(
         message = f"{count} invalid evidence record{'s' if count > 1 else ''}: " + "; ".join(
             problems
         )
-        return {**stamp, **_empty(ERROR), "error": message}, None
+        return error_result(agent_id, referential, message, engine_version=engine_version), None
     return {**stamp, **score(evidence, referential)}, evidence
+
+
+def error_result(
+    agent_id: str, referential: Referential, message: str, *, engine_version: str = __version__
+) -> dict[str, Any]:
+    """The ``ERROR`` result of a learner who could not be scored (source down, …)."""
+    return {**_stamp(agent_id, referential, engine_version), **_empty(ERROR), "error": message}
 
 
 def score(evidence: Sequence[Evidence], referential: Referential) -> dict[str, Any]:

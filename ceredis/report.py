@@ -1,0 +1,127 @@
+"""The batch report: counts, an exit-code policy, and the per-learner JSON report file.
+
+The JSON report (``startedAt``, ``finishedAt``, ``total``, ``concurrency``, ``ok``,
+``skipped``, ``failed``, ``details``) is streamed to disk as learners finish, so a
+run of a million learners does not hold a million details in memory; it is renamed
+into place when the run ends. Timings and worker ids live here, never in the ledger.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from ledger.canonical import canonical
+
+__all__ = ["BatchReport", "ReportFile"]
+
+
+@dataclass
+class BatchReport:
+    """Counts of a batch and its exit-code policy."""
+
+    total: int = 0
+    ok: int = 0
+    skipped: int = 0
+    failed: int = 0
+    concurrency: int = 1
+    elapsed: float = 0.0
+    started_at: str = ""
+    finished_at: str | None = None
+    ledger: Path | None = None
+    report: Path | None = None
+    results_root: str | None = None
+    run_id: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, status: str) -> None:
+        """Count one learner's outcome."""
+        self.total += 1
+        if status == "OK":
+            self.ok += 1
+        elif status == "SKIPPED":
+            self.skipped += 1
+        else:
+            self.failed += 1
+
+    @property
+    def rate(self) -> float:
+        """Learners per second over the whole run."""
+        return self.total / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def return_code(self) -> int:
+        """0 when every learner is OK or SKIPPED, 1 when any failed."""
+        return 1 if self.failed else 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.total} learners: {self.ok} ok, {self.skipped} skipped, {self.failed} failed "
+            f"({self.concurrency} workers, {self.elapsed:.1f} s, {self.rate:.1f} learners/s)"
+        )
+
+
+class ReportFile:
+    """Writes the JSON report incrementally, then renames it into place."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._partial = self.path.with_name(self.path.name + ".partial")
+        self._file: IO[bytes] = open(self._partial, "wb")  # noqa: SIM115 - closed in finish
+        self._file.write(b'{"details":[')
+        self._first = True
+
+    def detail(
+        self,
+        agent_id: str,
+        status: str,
+        score: Decimal | None,
+        level: str | None,
+        worker: int | None,
+        duration_ms: float | None,
+        error: str | None,
+    ) -> None:
+        """Append one learner's line of the report."""
+        entry: dict[str, Any] = {
+            "agentId": agent_id,
+            "status": status,
+            "ceredisScore": score,
+            "cecrlLevel": level,
+            "workerId": worker,
+            "durationMs": None if duration_ms is None else Decimal(f"{duration_ms:.3f}"),
+            "error": error,
+        }
+        self._file.write(b"\n" if self._first else b",\n")
+        self._first = False
+        self._file.write(canonical(entry))
+
+    def finish(self, report: BatchReport) -> Path:
+        """Write the totals, close and move the report into place."""
+        totals = {
+            "runId": report.run_id,
+            "startedAt": report.started_at,
+            "finishedAt": report.finished_at,
+            "total": report.total,
+            "concurrency": report.concurrency,
+            "ok": report.ok,
+            "skipped": report.skipped,
+            "failed": report.failed,
+            "elapsedSeconds": Decimal(f"{report.elapsed:.3f}"),
+            "ledger": str(report.ledger) if report.ledger else None,
+            "resultsRoot": report.results_root,
+        }
+        self._file.write(b"\n]," + canonical(totals)[1:] + b"\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._partial, self.path)
+        return self.path
+
+    def abandon(self) -> None:
+        """Close without finishing (the run was interrupted); the partial file stays."""
+        if not self._file.closed:
+            self._file.close()
