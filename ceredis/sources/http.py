@@ -206,14 +206,16 @@ class RetryPolicy:
         if failure.status == 429:
             pause_all = delay
         if attempt > self.retries:
-            return Decision(False, pause_all=pause_all, reason=f"gave up after {attempt} attempts")
+            return Decision(
+                False, pause_all=pause_all, reason=f"gave up after {_attempts(attempt)}"
+            )
         if now + delay > deadline:
             return Decision(
                 False,
                 pause_all=pause_all,
                 reason=(
                     f"no time left for another attempt within the request deadline "
-                    f"({attempt} attempts made; see {ENV_DEADLINE})"
+                    f"({_attempts(attempt)} made; see {ENV_DEADLINE})"
                 ),
             )
         return Decision(True, delay=delay, pause_all=pause_all)
@@ -653,6 +655,10 @@ class HttpClient:
         message = self.redact(message)
         log.warning("%s", message)
         return SourceError(message)
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt{'s' if n != 1 else ''}"
 
 
 def _transport_detail(exc: BaseException) -> str:

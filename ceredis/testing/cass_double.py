@@ -224,15 +224,18 @@ class Fault:
             return False
         return not (self.path_regex is not None and not re.search(self.path_regex, path))
 
-    def _fires(self, rng: random.Random) -> bool:
+    def _fires(self, rng: random.Random, commit: bool = True) -> bool:
         self.seen += 1
+        drawn = rng.random() if self.probability is not None else 0.0
         if self.times is not None and self.fired >= self.times:
             return False
         if self.nth is not None and self.seen != self.nth:
             return False
         if self.every is not None and self.seen % self.every:
             return False
-        if self.probability is not None and rng.random() >= self.probability:
+        if self.probability is not None and drawn >= self.probability:
+            return False
+        if not commit:
             return False
         self.fired += 1
         return True
@@ -764,6 +767,9 @@ class CassDouble:
             return
         entry.route = route
         entry.form = _safe_fields(form)
+        if route == "search":
+            with contextlib.suppress(_Reply):  # answered (and journaled) below
+                entry.params = self._search_params(rest, query, form)
         sheet_text = form.get("signatureSheet") or h.headers.get("signatureSheet")
         action: Fault | None = None
         delay = self.latency_s
@@ -771,7 +777,11 @@ class CassDouble:
             limited = self._take_token()
             if limited is None:
                 for rule in self._faults:
-                    if rule._applies(h.command, path, route) and rule._fires(self._rng):
+                    if not rule._applies(h.command, path, route):
+                        continue
+                    # Every rule counts every request it applies to (nth/every), but a
+                    # request gets one action: later rules keep their firings (times).
+                    if rule._fires(self._rng, commit=action is None or rule.action == "latency"):
                         entry.faults.append(rule.name)
                         if rule.action == "latency":
                             delay += rule.delay_s + self._rng.uniform(0, rule.jitter_s)
@@ -1037,7 +1047,7 @@ class CassDouble:
         keep: int | None,
     ) -> _Reply:
         params = self._search_params(kind, query, form)
-        entry.params = {k: v for k, v in params.items()}
+        entry.params = dict(params)
         q = params.get("q")
         q = "" if q is None else str(q)
         try:
