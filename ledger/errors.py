@@ -3,14 +3,15 @@
     LedgerError
     ├── CanonicalError        a value has no canonical encoding (float, NaN, big int, …)
     ├── LedgerFormatError     a file is not a ledger, or cannot continue (torn tail, footer)
-    └── ProofError            a Merkle proof is malformed or does not verify
+    ├── ProofError            a Merkle proof is malformed or does not verify
+    └── WriteError            a write or fsync failed; the writer is unusable (never retried)
 
 Every error takes a single message argument, so it pickles across process boundaries.
 """
 
 from __future__ import annotations
 
-__all__ = ["CanonicalError", "LedgerError", "LedgerFormatError", "ProofError"]
+__all__ = ["CanonicalError", "LedgerError", "LedgerFormatError", "ProofError", "WriteError"]
 
 
 class LedgerError(Exception):
@@ -27,3 +28,7 @@ class LedgerFormatError(LedgerError):
 
 class ProofError(LedgerError):
     """A Merkle proof is malformed or does not verify."""
+
+
+class WriteError(LedgerError):
+    """A write or fsync of the ledger failed; the data may be lost, so the writer stops."""
