@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -68,14 +69,19 @@ ENV_RETRY_AFTER_CAP = "CEREDIS_SOURCE_RETRY_AFTER_CAP"
 
 #: How much of a server's error body goes into a message.
 SNIPPET_CHARS = 300
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{80,}")
 
 
 # -- pure helpers ----------------------------------------------------------------------
 
 
 def snippet(body: bytes | str, limit: int = SNIPPET_CHARS) -> str:
-    """A server answer as one short printable line, for error messages."""
+    """A server answer as one short printable line, for error messages.
+
+    Long base64 runs (keys, signatures a server might echo back) become ``[…]``.
+    """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = _BASE64_RUN.sub("[…]", text)
     text = " ".join(text.split())
     text = "".join(ch if ch.isprintable() else "?" for ch in text)
     if len(text) > limit:
@@ -304,6 +310,9 @@ class _AttemptFailed(Exception):
     def __init__(self, failure: Failure) -> None:
         super().__init__(failure.detail)
         self.failure = failure
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_AttemptFailed, (self.failure,))
 
 
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)

@@ -274,6 +274,9 @@ class _Reply(Exception):
         self.content_type = content_type
         self.headers = dict(headers or {})
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_Reply, (self.status, self.body, self.content_type, self.headers))
+
 
 # -- the store -------------------------------------------------------------------------
 
@@ -462,7 +465,7 @@ def _strip(value: Any, sheet: frozenset[str]) -> Any:
         out = {}
         for k, v in value.items():
             s = _strip(v, sheet)
-            if s is not None:
+            if s is not None and not (s == [] and v != []):  # a list emptied goes too
                 out[k] = s
         return out
     if isinstance(value, list):
@@ -583,7 +586,7 @@ class CassDouble:
         self.server_rate = server_rate
         if server_rate is not None:
             self._bucket = [float(server_rate[1]), clock()]
-        self._verified: dict[str, tuple[int, list[str]] | int] = {}
+        self._verified: dict[str, int] = {}
         self.engine_key: Any = None  # set by from_evidence when an EngineKey was given
         self.fixtures: Any = None
         self._server = _Server(self)
@@ -962,10 +965,11 @@ class CassDouble:
         if expiry < now_ms:
             raise _Reply(419, f"A Signature is Expired. My time is {now_ms}")
         sig = str(item.get("@signatureSha256", item.get("@signature", "")))
-        ok = self._verified.get(sig)
+        cache_key = sig + kbac.signed_message(item).decode("utf-8")
+        ok = self._verified.get(cache_key)
         if ok is None:
             ok = 1 if kbac.verify_entry(item) else 0
-            self._verified[sig] = ok
+            self._verified[cache_key] = ok
         if not ok:
             raise _Reply(451, "Invalid Signature Detected: " + str(item.get("@owner", ""))[:80])
 
