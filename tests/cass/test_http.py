@@ -89,7 +89,7 @@ def test_retry_after_parsing():
 def test_snippet_is_one_short_printable_line():
     assert snippet(b"a\n  b\x00c") == "a b?c"
     assert len(snippet("word " * 1000)) == 300
-    assert snippet("sig=" + "QUJD" * 50) == "sig=[…]"
+    assert snippet("sig: " + "QUJD" * 50) == "sig: […]"
 
 
 def test_settings_from_env_and_their_errors():
