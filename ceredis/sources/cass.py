@@ -70,6 +70,8 @@ DEFAULT_AGENT_FIELD = "identifier"
 #: Competencies per query when a learner's assertions must be partitioned (as the
 #: official profile code does).
 COMPETENCY_CHUNK = 10
+#: Page size when listing learners (Persons are small; CaSS allows up to 10,000).
+AGENTS_PAGE_SIZE = 1000
 #: A stable order for paging: index version, then id (both with unmapped types so an
 #: index without the field does not fail).
 SORT = json.dumps(
@@ -410,17 +412,18 @@ class CassSource:
         while True:
             q = base if floor is None else f"{base} AND @version:>={floor}"
             try:
-                people = self._collect(q, "*person")
+                people = self._collect(q, "*person", page_size=AGENTS_PAGE_SIZE)
                 full = False
             except _WindowFull as exc:
                 people = exc.args[0]
                 full = True
+            before = len(ids)
             for person in people:
                 value = person.get(field)
                 if isinstance(value, str) and value:
                     ids.add(value)
-            if not full:
-                break
+            if not full or (floor is not None and len(ids) == before):
+                break  # the end, or a continuation that only found the boundary again
             # Keyset continuation past the window: restart from the last version seen.
             last = max((_version(p) for p in people), default=0)
             if floor is not None and last <= floor:
@@ -564,19 +567,22 @@ class CassSource:
             )
         return [o for o in result if isinstance(o, dict)]
 
-    def _collect(self, q: str, index_hint: str | None) -> list[dict[str, Any]]:
+    def _collect(
+        self, q: str, index_hint: str | None, page_size: int | None = None
+    ) -> list[dict[str, Any]]:
         """Every result of *q*: pages until an empty one; raises _WindowFull(results)."""
         out: list[dict[str, Any]] = []
         start = 0
         window = self.config.window
+        page = max(self.config.page_size, page_size or 0)
         while True:
-            size = min(self.config.page_size, window - start)
+            size = min(page, window - start)
             if size <= 0:
                 raise _WindowFull(out)
-            page = self._search(q, start, size, index_hint)
-            if not page:
+            found = self._search(q, start, size, index_hint)
+            if not found:
                 return out
-            out.extend(page)
+            out.extend(found)
             start += size
 
     def _learner_pem(self, agent_id: str) -> str | None:

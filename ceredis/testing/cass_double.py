@@ -326,6 +326,7 @@ class _Store:
         self.words: dict[str, list[int]] = {}
         self.types: dict[str, list[int]] = {}
         self.fields: dict[str, list[int]] = {}
+        self._analyzed: dict[str, tuple[str, tuple[str, ...]]] = {}
         self.next_version = int(time.time() * 1000)
 
     def put(self, obj: dict[str, Any]) -> _Doc:
@@ -350,15 +351,20 @@ class _Store:
             value = _text(scalar)
             if value is None:
                 continue
-            key = fold(value)
+            analyzed = self._analyzed.get(value)
+            if analyzed is None:
+                # Shared by every object holding the same value (PEMs, URLs, types):
+                # one folded copy, not one per object.
+                words = () if is_whole_only(value) else tuple(tokens(value))
+                analyzed = self._analyzed[value] = (fold(value), words)
+            key, words = analyzed
             if key not in seen_exact:
                 seen_exact.add(key)
                 self.exact.setdefault(key, []).append(seq)
-            if not is_whole_only(value):
-                for w in tokens(value):
-                    if w not in seen_words:
-                        seen_words.add(w)
-                        self.words.setdefault(w, []).append(seq)
+            for w in words:
+                if w not in seen_words:
+                    seen_words.add(w)
+                    self.words.setdefault(w, []).append(seq)
         for t in short_types(obj):
             self.types.setdefault(t, []).append(seq)
         for name in obj:
@@ -660,10 +666,14 @@ class CassDouble:
     # -- content -----------------------------------------------------------------------
 
     def put(self, *objects: Mapping[str, Any]) -> None:
-        """Load JSON-LD objects (a newer object with the same GUID replaces the old)."""
+        """Load JSON-LD objects (a newer object with the same GUID replaces the old).
+
+        Objects are kept by reference (big fixtures stay small): do not mutate them
+        afterwards; put a modified copy instead.
+        """
         with self._lock:
             for obj in objects:
-                self._store.put(dict(obj))
+                self._store.put(obj if isinstance(obj, dict) else dict(obj))
 
     def load_files(self, *paths: str | Path) -> None:
         """Load JSON-LD objects (one object or a list per file)."""

@@ -33,9 +33,19 @@ __all__ = [
     "walk",
 ]
 
-#: Fields CaSS strips from its index documents (cass-api.md S16): never searchable.
+#: Fields CaSS strips from its index documents (cass-api.md S16), plus ``evidence``
+#: (free text nobody queries; leaving it out keeps big fixtures small): never searched.
 NOT_INDEXED = frozenset(
-    {"payload", "secret", "signature", "@signature", "@signatureSha256", "iv", "decryptedSecret"}
+    {
+        "payload",
+        "secret",
+        "signature",
+        "@signature",
+        "@signatureSha256",
+        "iv",
+        "decryptedSecret",
+        "evidence",
+    }
 )
 #: Strings longer than this are matched whole only (as keyword-ish values).
 TOKENIZE_MAX = 256
