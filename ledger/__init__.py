@@ -1,14 +1,44 @@
-"""A domain-free, append-only, hash-chained and Merkle-rooted JSON Lines ledger."""
+"""A domain-free, append-only, hash-chained and Merkle-rooted JSON Lines ledger.
+
+Quick start::
+
+    from ledger import LedgerWriter, verify_ledger, read_ledger
+
+    with LedgerWriter.create("run.jsonl", {"run": "2026-11-28"}) as w:
+        w.append({"id": 1, "score": Decimal("72.50")})
+        w.finish({"finishedAt": "2026-11-28T03:00:00Z"})
+    report = verify_ledger("run.jsonl")      # report.ok, report.complete, report.problems
+    for rec in read_ledger("run.jsonl"):     # header, records, footer, checked as read
+        ...
+
+See docs/ledger.md.
+"""
 
 from ledger.canonical import CANON_ID, canonical, canonical_hash
-from ledger.errors import CanonicalError, LedgerError, LedgerFormatError, ProofError
+from ledger.decode import decode
+from ledger.errors import CanonicalError, LedgerError, LedgerFormatError, ProofError, WriteError
+from ledger.line import FORMAT_ID
+from ledger.reader import Record, read_ledger
+from ledger.verify import Problem, ProblemKind, VerifyReport, verify_ledger
+from ledger.writer import LedgerWriter, Repair
 
 __all__ = [
     "CANON_ID",
+    "FORMAT_ID",
     "CanonicalError",
     "LedgerError",
     "LedgerFormatError",
+    "LedgerWriter",
+    "Problem",
+    "ProblemKind",
     "ProofError",
+    "Record",
+    "Repair",
+    "VerifyReport",
+    "WriteError",
     "canonical",
     "canonical_hash",
+    "decode",
+    "read_ledger",
+    "verify_ledger",
 ]
