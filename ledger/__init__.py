@@ -11,13 +11,14 @@ Quick start::
     for rec in read_ledger("run.jsonl"):     # header, records, footer, checked as read
         ...
 
-See docs/ledger.md.
+``python -m ledger verify|prove|check-proof`` does the same from a shell (docs/ledger.md).
 """
 
 from ledger.canonical import CANON_ID, canonical, canonical_hash
 from ledger.decode import decode
 from ledger.errors import CanonicalError, LedgerError, LedgerFormatError, ProofError, WriteError
 from ledger.line import FORMAT_ID
+from ledger.proof import InclusionProof, prove, record_hash
 from ledger.reader import Record, read_ledger
 from ledger.verify import Problem, ProblemKind, VerifyReport, verify_ledger
 from ledger.writer import LedgerWriter, Repair
@@ -26,6 +27,7 @@ __all__ = [
     "CANON_ID",
     "FORMAT_ID",
     "CanonicalError",
+    "InclusionProof",
     "LedgerError",
     "LedgerFormatError",
     "LedgerWriter",
@@ -39,6 +41,8 @@ __all__ = [
     "canonical",
     "canonical_hash",
     "decode",
+    "prove",
     "read_ledger",
+    "record_hash",
     "verify_ledger",
 ]
