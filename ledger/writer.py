@@ -119,7 +119,10 @@ class LedgerWriter:
         )
         writer._append(body, HEADER)
         writer.sync()
-        writer._guard("fsync of the directory", _sync_directory, path)
+        try:
+            _sync_directory(path)
+        except OSError as exc:
+            raise writer._fail("fsync of the directory", exc) from exc
         return writer
 
     @classmethod
@@ -214,7 +217,11 @@ class LedgerWriter:
 
     def sync(self) -> None:
         """Make every line written so far durable now."""
-        self._guard("fsync", _sync, self._check_open())
+        fd = self._check_open()
+        try:
+            _sync(fd)
+        except OSError as exc:
+            raise self._fail("fsync", exc) from exc
         self._synced = self._tree.size
         self._pending = 0
         self._last_sync = time.monotonic()
@@ -253,26 +260,24 @@ class LedgerWriter:
             raise LedgerFormatError(f"{self.path}: writer is closed")
         return self._fd
 
-    def _guard(self, what: str, operation: Any, *args: Any) -> None:
+    def _fail(self, what: str, exc: OSError) -> WriteError:
         # A failed write or fsync ends the writer: close the fd, remember why, never retry.
-        try:
-            operation(*args)
-        except OSError as exc:
-            self._failure = f"{what} failed: {exc.strerror or exc}"
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            raise WriteError(
-                f"{self.path}: {self._failure}; records not fsynced may be lost"
-            ) from exc
+        self._failure = f"{what} failed: {exc.strerror or exc}"
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        return WriteError(f"{self.path}: {self._failure}; records not fsynced may be lost")
 
     def _append(self, body: bytes, kind: str) -> str:
         fd = self._check_open()
         digest = hashlib.sha256(body).digest()
         content_hash = digest.hex()
         line = encode_line(body, content_hash, kind, self._prev, self._seq)
-        self._guard(f"write of line {self._seq}", _write_all, fd, line)
-        self._prev = hashlib.sha256(line[:-1]).hexdigest()
+        try:
+            _write_all(fd, line)
+        except OSError as exc:
+            raise self._fail(f"write of line {self._seq}", exc) from exc
+        self._prev = hashlib.sha256(memoryview(line)[:-1]).hexdigest()
         self._seq += 1
         if kind == RECORD:
             self._tree.append(leaf_hash(digest))
@@ -291,9 +296,11 @@ def _check_settings(fsync_every: int, fsync_interval: float) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    written = os.write(fd, data)
+    if written < len(data):  # a short write: go on from there (O_APPEND: at the end)
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _sync_directory(path: str) -> None:
