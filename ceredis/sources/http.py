@@ -601,6 +601,16 @@ class HttpClient:
                 redirect=False,
                 preload_content=False,
             )
+        except urllib3.exceptions.NameResolutionError:
+            raise _AttemptFailed(
+                Failure("connection", "cannot resolve the host name (DNS)")
+            ) from None
+        except urllib3.exceptions.NewConnectionError as exc:
+            # A subclass of ConnectTimeoutError in urllib3 2.x: not a timeout.
+            reason = str(exc).rsplit("Failed to establish a new connection: ", 1)[-1]
+            raise _AttemptFailed(
+                Failure("connection", f"cannot connect ({snippet(reason, 120)})")
+            ) from None
         except urllib3.exceptions.ConnectTimeoutError:
             raise _AttemptFailed(Failure("timeout", "connect timeout")) from None
         except urllib3.exceptions.ReadTimeoutError:
