@@ -432,6 +432,9 @@ class CassSource:
                     f"{last}; cannot list them past the result window"
                 )
             floor = last
+        # The engine lists learners in the parent and may fork while it streams them:
+        # hold no socket meanwhile (the pool is re-created lazily when needed).
+        self._http.close()
         return iter(sorted(ids))
 
     def close(self) -> None:
