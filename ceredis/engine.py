@@ -50,6 +50,7 @@ LEDGER_KIND = "ceredis-batch/1"
 MAX_CHUNK = 64
 CHUNK_SECONDS = 0.25  # aim for chunks of about this duration (dispatch cost ≪ work)
 _POLL = 0.25  # seconds between dead-worker checks while the head of the queue waits
+_FORK = mp.get_context("fork")  # workers inherit the plan; nothing is opened before fork
 
 
 def evaluate_agent(
@@ -257,7 +258,9 @@ def _roster_digest(path: Path) -> str:
         raise ConfigError(f"cannot read the learner list {path}") from None
 
 
-def iter_selection(selection: dict[str, Any], source: SourceSpec) -> Iterator[str]:
+def iter_selection(
+    selection: dict[str, Any], source: SourceSpec, limiter: Any = None
+) -> Iterator[str]:
     """The learner ids of a run, in their deterministic order, streamed."""
     if "agents" in selection:
         yield from selection["agents"]
@@ -268,7 +271,7 @@ def iter_selection(selection: dict[str, Any], source: SourceSpec) -> Iterator[st
                 if agent and not agent.startswith("#"):
                     yield agent
     else:
-        client = source.open()
+        client = source.open(limiter=limiter)
         try:
             yield from client.agents()
         finally:
@@ -582,9 +585,10 @@ def run_batch(
     report_file = ReportFile(plan.report)
     finished = False
     try:
-        tasks = _tasks(plan, report, report_file, done)
+        limiter = _limiter(plan)
+        tasks = _tasks(plan, report, report_file, done, limiter)
         progress.start(plan, count_selection(plan.selection, plan.source), done)
-        for outcome in _pooled(plan, tasks):
+        for outcome in _pooled(plan, tasks, limiter):
             writer.append_canonical(outcome.record)
             report.add(outcome.status)
             report_file.detail(
@@ -639,11 +643,11 @@ def run_batch(
 
 
 def _tasks(
-    plan: BatchPlan, report: BatchReport, report_file: ReportFile, done: int
+    plan: BatchPlan, report: BatchReport, report_file: ReportFile, done: int, limiter: Any
 ) -> Iterator[Task]:
     """The run's tasks after the *done* already in the ledger, which are checked (now,
     before any work) to be the run's first learners and counted into the report."""
-    ids = iter_selection(plan.selection, plan.source)
+    ids = iter_selection(plan.selection, plan.source, limiter)
     if done:
         recorded = (r for r in read_ledger(plan.ledger) if r.kind == "record")
         for index, record in enumerate(recorded):
@@ -667,10 +671,9 @@ def _tasks(
     return (Task(index, agent) for index, agent in enumerate(ids, start=done))
 
 
-def _pooled(plan: BatchPlan, tasks: Iterator[Task]) -> Iterator[Outcome]:
+def _pooled(plan: BatchPlan, tasks: Iterator[Task], limiter: Any) -> Iterator[Outcome]:
     """Score *tasks* on a pool, in order, surviving killed workers."""
-    ctx = mp.get_context("fork")
-    limiter = _limiter(plan, ctx)
+    ctx = _FORK
     pending: deque[list[Task]] = deque()
     deaths: dict[int, int] = {}
     seconds = 0.0
@@ -715,12 +718,16 @@ def _pooled(plan: BatchPlan, tasks: Iterator[Task]) -> Iterator[Outcome]:
         )
 
 
-def _limiter(plan: BatchPlan, ctx: Any) -> Any:
-    if plan.source.kind == "file" or plan.source_rate is None:
+def _limiter(plan: BatchPlan) -> Any:
+    """One request-rate limit shared by every process of a remote-source batch."""
+    if plan.source.kind == "file":
         return None
-    from ceredis.sources.ratelimit import SharedRateLimiter
+    from ceredis.sources.ratelimit import RateLimiter
 
-    return SharedRateLimiter(plan.source_rate, ctx=ctx)
+    limiter = RateLimiter.from_env(context=_FORK)  # default rate, CEREDIS_SOURCE_BURST
+    if plan.source_rate is not None:
+        limiter = RateLimiter(plan.source_rate, burst=limiter.burst, context=_FORK)
+    return limiter
 
 
 def _dead_slots(slots: Any) -> list[int] | None:

@@ -77,11 +77,13 @@ class SourceSpec:
         return out
 
 
-def prepare_source(uri: str | None) -> SourceSpec:
-    """Check a source URI in the parent, before any work; ``None`` is the bundled cohort.
+def prepare_source(uri: str | None, *, ping: bool = True) -> SourceSpec:
+    """Check a source in the parent, before any work; ``None`` is the bundled cohort.
 
-    A file is indexed (its unreadable lines reported); a remote URI is checked for
-    form only — the worker's client reports an unreachable server per learner.
+    A file is indexed (its unreadable lines reported). A remote source is checked for
+    form, then pinged (unless *ping* is false) so that a wrong URL, a missing key or a
+    server that is down is one clear error at start; the client is closed again before
+    any worker forks.
     """
     from ceredis.sources import files
 
@@ -89,14 +91,20 @@ def prepare_source(uri: str | None) -> SourceSpec:
         path = files.bundled_cohort()
         return SourceSpec(str(path), "file", "bundled cohort", *files.index_evidence_file(path))
     scheme = urlsplit(uri).scheme.lower()
-    if scheme in ("cass+http", "cass+https"):
-        from ceredis.sources.cass import check_uri
-
-        return SourceSpec(uri, "cass", check_uri(uri))
-    if scheme in ("xapi+http", "xapi+https"):
-        from ceredis.sources.xapi import check_uri
-
-        return SourceSpec(uri, "xapi", check_uri(uri))
+    if scheme in ("cass+http", "cass+https", "xapi+http", "xapi+https"):
+        kind = scheme.split("+")[0]
+        if kind == "cass":
+            from ceredis.sources.cass import check_uri
+        else:
+            from ceredis.sources.xapi import check_uri
+        spec = SourceSpec(uri, kind, check_uri(uri))
+        if ping:
+            client = spec.open()
+            try:
+                client.ping()  # type: ignore[attr-defined]
+            finally:
+                client.close()
+        return spec
     if "://" in uri:
         raise ConfigError(
             f"unknown evidence source {_redact(uri)!r}: use a .jsonl or .csv file, "
