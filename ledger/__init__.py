@@ -20,7 +20,8 @@ from ledger.errors import CanonicalError, LedgerError, LedgerFormatError, ProofE
 from ledger.line import FORMAT_ID
 from ledger.proof import InclusionProof, prove, record_hash
 from ledger.reader import Record, read_ledger
-from ledger.verify import Problem, ProblemKind, VerifyReport, verify_ledger
+from ledger.report import Problem, ProblemKind, VerifyReport
+from ledger.verify import verify_ledger
 from ledger.writer import LedgerWriter, Repair
 
 __all__ = [
