@@ -108,7 +108,6 @@ class Scanner:
     footer: dict[str, Any] | None = None
     footer_line: int = 0
     lines: int = 0
-    end: int = 0  # byte offset just after the last line read
     torn: tuple[int, int, int] | None = None  # (line_no, offset, length) of a torn tail
     max_seq: int = 0
     unreadable: int = 0  # malformed lines since the last line that parsed
@@ -121,7 +120,6 @@ class Scanner:
     def feed(self, line_no: int, offset: int, raw: bytes, last: bool) -> str | None:
         """Check one line as stored (newline included); returns its kind if it parsed."""
         self.lines = line_no
-        self.end = offset + len(raw)
         # (1) framing
         if raw[-1:] != b"\n" or len(raw) > MAX_LINE:
             self._unframed(line_no, offset, raw)
@@ -167,7 +165,7 @@ class Scanner:
         if self.max_seq < seq <= self.max_seq + 1 + self.unreadable:
             self.max_seq = seq
         else:
-            self._sequence(line_no, seq, line_hash == prev)
+            self._sequence(line_no, seq, line_hash == prev, self.max_seq + self.unreadable)
         self.unreadable = 0
         # (7) structure, (8) Merkle, (9) anchor
         if self.footer_line:
@@ -204,15 +202,14 @@ class Scanner:
                 f"last line has no newline: {len(raw)} bytes of an unfinished write",
             )
 
-    def _sequence(self, line_no: int, seq: int, copy_of_previous: bool) -> None:
+    def _sequence(self, line_no: int, seq: int, copy_of_previous: bool, accounted: int) -> None:
+        # seq did not follow on: a gap (deleted, or moved later), or a seq seen before.
         top = self.max_seq
-        if seq == top + 1:
-            self.max_seq = seq
-        elif seq > top + 1:
+        if seq > top:
             if len(self.gaps) < _MAX_GAPS:
-                self.gaps.append([line_no, top + 1, seq - 1])
+                self.gaps.append([line_no, accounted + 1, seq - 1])
             else:
-                self._deleted(line_no, top + 1, seq - 1)
+                self._deleted(line_no, accounted + 1, seq - 1)
             self.max_seq = seq
         else:
             for gap in self.gaps:
@@ -272,7 +269,7 @@ class Scanner:
             self.footer = {}
             return
         self.footer = meta
-        if own["count"] != self.count:
+        if type(own["count"]) is not int or own["count"] != self.count:
             self.report(
                 line_no,
                 ProblemKind.FOOTER_COUNT,
