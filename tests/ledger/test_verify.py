@@ -271,3 +271,15 @@ def test_problem_kinds_are_documented() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "ledger.md").read_text()
     missing = [k.value for k in ProblemKind if f"`{k.value}`" not in doc]
     assert not missing
+
+
+def test_footer_count_must_be_an_integer(tmp_path: Path) -> None:
+    """A footer saying "count": true for one record is wrong (JSON true is not 1)."""
+    path = tmp_path / "l.jsonl"
+    lines = lines_of(GOLDEN / "ok.jsonl")[:2]
+    path.write_bytes(b"".join(lines))
+    root = verify_ledger(path).root.encode()
+    footer = b'{"ledger":{"count":true,"resultsRoot":"' + root + b'"},"meta":{}}'
+    prev = sha256_hex(lines[1][:-1])
+    path.write_bytes(b"".join(lines) + encode_line(footer, sha256_hex(footer), "footer", prev, 3))
+    assert [str(p.kind) for p in verify_ledger(path).problems] == ["footer-count"]
