@@ -263,16 +263,16 @@ def test_known_consistency_proofs(size1: int, size2: int, path: list[bytes]) -> 
 @pytest.mark.parametrize(
     ("size1", "size2", "root1", "root2", "proof", "ok"),
     [
-        (0, 0, EMPTY_ROOT, EMPTY_ROOT, [], True),
-        (0, 1, EMPTY_ROOT, ROOTS[0], [], True),
-        (1, 1, ROOTS[0], ROOTS[0], [], True),
-        (0, 0, EMPTY_ROOT, ROOTS[0], [], False),
-        (1, 1, ROOTS[0], ROOTS[1], [], False),
-        (1, 0, ROOTS[0], EMPTY_ROOT, [], False),
-        (2, 1, ROOTS[1], ROOTS[0], [], False),
-        (1, 2, ROOTS[0], ROOTS[1], [], False),
-        (0, 1, EMPTY_ROOT, ROOTS[0], [EMPTY_ROOT], False),
-        (1, 1, ROOTS[0], ROOTS[0], [EMPTY_ROOT], False),
+        pytest.param(0, 0, EMPTY_ROOT, EMPTY_ROOT, [], True, id="0-0 ok"),
+        pytest.param(0, 1, EMPTY_ROOT, ROOTS[0], [], True, id="0-1 ok"),
+        pytest.param(1, 1, ROOTS[0], ROOTS[0], [], True, id="1-1 ok"),
+        pytest.param(0, 0, EMPTY_ROOT, ROOTS[0], [], False, id="0-0 roots differ"),
+        pytest.param(1, 1, ROOTS[0], ROOTS[1], [], False, id="1-1 roots differ"),
+        pytest.param(1, 0, ROOTS[0], EMPTY_ROOT, [], False, id="1-0 time travel"),
+        pytest.param(2, 1, ROOTS[1], ROOTS[0], [], False, id="2-1 time travel"),
+        pytest.param(1, 2, ROOTS[0], ROOTS[1], [], False, id="1-2 empty proof"),
+        pytest.param(0, 1, EMPTY_ROOT, ROOTS[0], [EMPTY_ROOT], False, id="0-1 non-empty proof"),
+        pytest.param(1, 1, ROOTS[0], ROOTS[0], [EMPTY_ROOT], False, id="1-1 non-empty proof"),
     ],
 )
 def test_consistency_special_cases(
