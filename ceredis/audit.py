@@ -13,7 +13,6 @@ The checks, in order (each finding names its line and learner):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,8 @@ from ceredis.errors import CeredisError, ReplayError
 from ceredis.record import replay_record
 from ceredis.referential import bundled_referential, parse_referential
 from ceredis.stores import parse_store_url
+from ledger import salvage_records, verify_ledger
 from ledger.canonical import canonical
-from ledger.decode import parse
-from ledger.errors import LedgerError
-from ledger.line import iter_lines, parse_line, sha256_hex
-from ledger.verify import verify_ledger
 
 __all__ = ["Audit", "Finding", "audit_ledger"]
 
@@ -134,7 +130,7 @@ def audit_ledger(path: Path, database: str | None = None) -> Audit:
     # (3) replay, and (4) counts
     counts = {"ok": 0, "skipped": 0, "failed": 0}
     rows: list[tuple[int, str, str, dict[str, Any]]] = []
-    for record in _records(path):
+    for record in salvage_records(path):
         body = record.body
         agent = body.get("agentId")
         audit.records += 1
@@ -176,28 +172,6 @@ def audit_ledger(path: Path, database: str | None = None) -> Audit:
     if database is not None:
         _check_database(audit, database, rows, integrity.root if integrity.complete else None)
     return audit
-
-
-@dataclass(frozen=True)
-class _Record:
-    line_no: int
-    body: dict[str, Any]
-    body_bytes: bytes
-    content_hash: str
-
-
-def _records(path: Path) -> Iterator[_Record]:
-    """Every record line that parses, even in a damaged ledger (step 1 reports the damage),
-    so the replay still names every learner whose result does not reproduce."""
-    with open(path, "rb") as stream:
-        for line_no, _, raw, _ in iter_lines(stream):
-            try:
-                line = parse_line(raw.rstrip(b"\n"))
-                body = parse(line.body) if line.kind == "record" else None
-            except LedgerError:
-                continue
-            if isinstance(body, dict):
-                yield _Record(line_no, body, line.body, sha256_hex(line.body))
 
 
 def _difference(recorded: Any, recomputed: Any, prefix: str = "") -> str:

@@ -40,9 +40,8 @@ from ceredis.scoring import error_result, evaluate
 from ceredis.sources import SourceSpec, prepare_source
 from ceredis.sources.files import BUNDLED_URI, bundled_roster, file_sha256
 from ceredis.stores import ResultRow, RunRow, StoreSpec, prepare_store
+from ledger import LedgerWriter, read_ledger
 from ledger.canonical import canonical
-from ledger.reader import read_ledger
-from ledger.writer import LedgerWriter
 
 __all__ = ["BatchPlan", "Progress", "evaluate_agent", "plan_batch", "plan_resume", "run_batch"]
 

@@ -19,7 +19,7 @@ from ledger.decode import decode
 from ledger.errors import CanonicalError, LedgerError, LedgerFormatError, ProofError, WriteError
 from ledger.line import FORMAT_ID
 from ledger.proof import InclusionProof, prove, record_hash
-from ledger.reader import Record, read_ledger
+from ledger.reader import Record, read_ledger, salvage_records
 from ledger.report import Problem, ProblemKind, VerifyReport
 from ledger.verify import verify_ledger
 from ledger.writer import LedgerWriter, Repair
@@ -45,5 +45,6 @@ __all__ = [
     "prove",
     "read_ledger",
     "record_hash",
+    "salvage_records",
     "verify_ledger",
 ]

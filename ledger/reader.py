@@ -13,11 +13,11 @@ from os import PathLike
 from typing import Any
 
 from ledger.decode import parse
-from ledger.errors import LedgerFormatError
-from ledger.line import RECORD, iter_lines, parse_line
+from ledger.errors import LedgerError, LedgerFormatError
+from ledger.line import RECORD, iter_lines, parse_line, sha256_hex
 from ledger.verify import Scanner
 
-__all__ = ["Record", "read_ledger"]
+__all__ = ["Record", "read_ledger", "salvage_records"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,27 @@ def read_ledger(path: str | PathLike[str]) -> Iterator[Record]:
     scan.finish()
     if scan.problems:
         raise LedgerFormatError(f"{path}: {scan.problems[0]}")
+
+
+def salvage_records(path: str | PathLike[str]) -> Iterator[Record]:
+    """Yield every record line that still parses, even in a damaged ledger.
+
+    No chain, sequence or footer check is made (``verify_ledger`` reports those): this is
+    for tools that must say something about each surviving record, such as a replay.
+    ``content_hash`` is recomputed from the stored body bytes, not copied from the line.
+    """
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise LedgerFormatError(f"{path}: cannot read: {exc.strerror}") from exc
+    index = 0
+    with stream:
+        for line_no, _, raw, _ in iter_lines(stream):
+            try:
+                line = parse_line(raw.rstrip(b"\n"))
+                body = parse(line.body) if line.kind == RECORD else None
+            except LedgerError:
+                continue
+            if isinstance(body, dict):
+                yield Record(line_no, RECORD, index, body, line.body, sha256_hex(line.body))
+                index += 1

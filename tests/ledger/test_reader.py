@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import LedgerFormatError, canonical, read_ledger
+from ledger import LedgerFormatError, canonical, read_ledger, salvage_records
 from tests.ledger.helpers import FOOTER, HEADER, body, write_ledger
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -70,3 +70,20 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_bytes(b"")
     with pytest.raises(LedgerFormatError, match="empty file"):
         list(read_ledger(tmp_path / "empty.jsonl"))
+
+
+def test_salvage_keeps_every_record_line_that_still_parses(tmp_path: Path) -> None:
+    """In a damaged ledger, salvage yields the surviving records (with their own hashes)."""
+    lines = (GOLDEN / "ok.jsonl").read_bytes().splitlines(keepends=True)
+    lines[2] = b"garbage\n"  # record 1 destroyed
+    cut = lines[4].index(b'"prev":"') + 8
+    flipped = b"1" if lines[4][cut : cut + 1] == b"0" else b"0"
+    lines[4] = lines[4][:cut] + flipped + lines[4][cut + 1 :]  # record 3: chain broken only
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_bytes(b"".join(lines))
+    salvaged = list(salvage_records(damaged))
+    assert [r.line_no for r in salvaged] == [2, 4, 5, 6]
+    assert [r.body for r in salvaged] == [body(0), body(2), body(3), body(4)]
+    assert all(r.content_hash == hashlib.sha256(r.body_bytes).hexdigest() for r in salvaged)
+    with pytest.raises(LedgerFormatError):
+        list(read_ledger(damaged))
