@@ -232,3 +232,74 @@ def test_postgres_connections_are_opened_in_the_workers(tmp_path, cohort, pg_url
     assert report.total == 1000 and report.failed == 0
     assert counts and set(counts) == {3}
     assert audit_ledger(plan.ledger, pg_url).ok
+
+
+def test_an_unreachable_database_fails_before_any_work(tmp_path, cohort):
+    """A database that does not answer is a clear error at planning: no ledger, no report."""
+    from ceredis.errors import StoreError
+
+    evidence, roster = cohort
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL at postgresql://"):
+        plan_batch(
+            agents_file=roster,
+            source=str(evidence),
+            database="postgresql://postgres@127.0.0.1:1/ceredis",
+            ledger=tmp_path / "never.jsonl",
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_conflicting_stored_result_fails_only_that_learner(tmp_path):
+    """Re-scoring a run whose evidence changed for one learner: that learner is ERROR (the
+    stored row is kept, never overwritten); the others are idempotent no-ops."""
+    from dataclasses import replace
+
+    files = write_cohort(
+        tmp_path / "c.jsonl", bundled_referential(), 20, seed=4, evidence_per_learner=10
+    )
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    first = plan_batch(
+        agents_file=files.roster,
+        source=str(files.evidence),
+        workers=2,
+        database=database,
+        ledger=tmp_path / "first.jsonl",
+    )
+    run_batch(first)
+    lines = files.evidence.read_text().splitlines()
+    changed = next(i for i, line in enumerate(lines) if '"agentId":"L00002"' in line)
+    lines[changed] = (
+        lines[changed]
+        .replace('"evidenceType":"P', '"evidenceType":"P', 1)
+        .replace('"rawScore":', '"rawScore":1', 1)
+    )
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("\n".join(lines) + "\n")
+    again = replace(
+        plan_batch(
+            agents_file=files.roster,
+            source=str(edited),
+            workers=2,
+            database=database,
+            ledger=tmp_path / "again.jsonl",
+        ),
+        run_id=first.run_id,
+        started_at=first.started_at,
+    )
+    report = run_batch(again)
+    failed = [
+        r.body
+        for r in read_ledger(again.ledger)
+        if r.kind == "record" and r.body["status"] == "ERROR"
+    ]
+    assert report.failed == 1 and [b["agentId"] for b in failed] == ["L00002"]
+    assert failed[0]["result"]["error"].startswith(
+        f"result store: a different result is already stored for run {first.run_id}"
+    )
+    store = parse_store_url(database).open()
+    rows = {r.agent_id: r.content_hash for r in store.iter_results(first.run_id)}
+    store.close()
+    kept = {
+        r.body["agentId"]: r.content_hash for r in read_ledger(first.ledger) if r.kind == "record"
+    }
+    assert rows == kept
