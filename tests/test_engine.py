@@ -268,11 +268,7 @@ def test_a_conflicting_stored_result_fails_only_that_learner(tmp_path):
     run_batch(first)
     lines = files.evidence.read_text().splitlines()
     changed = next(i for i, line in enumerate(lines) if '"agentId":"L00002"' in line)
-    lines[changed] = (
-        lines[changed]
-        .replace('"evidenceType":"P', '"evidenceType":"P', 1)
-        .replace('"rawScore":', '"rawScore":1', 1)
-    )
+    lines[changed] = lines[changed].replace('"context":"', '"context":"revised ', 1)
     edited = tmp_path / "edited.jsonl"
     edited.write_text("\n".join(lines) + "\n")
     again = replace(
