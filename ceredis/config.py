@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 
 from ceredis.errors import ConfigError
 
-__all__ = ["Settings", "cache_dir", "data_dir", "load_settings"]
+__all__ = ["Settings", "cache_dir", "data_dir", "load_settings", "redact_url", "scrub"]
 
 APP = "ceredis"
 
@@ -146,3 +147,22 @@ def _text(value: Any, origin: str | None) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{origin}: expected a non-empty string")
     return value.strip()
+
+
+def redact_url(url: str) -> str:
+    """*url* with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+def scrub(message: str, secrets: Mapping[str, str | None] | Sequence[str | None]) -> str:
+    """*message* with every secret value replaced by ``***``."""
+    values = secrets.values() if isinstance(secrets, Mapping) else secrets
+    for secret in values:
+        if secret:
+            message = message.replace(secret, "***")
+    return message

@@ -8,8 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from ceredis.config import redact_url
 from ceredis.errors import ConfigError, StoreError
-from ceredis.stores import ResultRow, RunRow, parse_store_url, prepare_store, redact_url
+from ceredis.stores import ResultRow, RunRow, parse_store_url, prepare_store
 
 RUN = RunRow("run-1", "2026-11-01T00:00:00.000Z", "0.1.0", "ceredis-1.1", "h" * 64, 2, "/l.jsonl")
 

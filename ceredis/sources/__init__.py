@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ceredis.config import redact_url
 from ceredis.errors import ConfigError
 from ceredis.evidence import RawEvidence
 
@@ -107,21 +108,10 @@ def prepare_source(uri: str | None, *, ping: bool = True) -> SourceSpec:
         return spec
     if "://" in uri:
         raise ConfigError(
-            f"unknown evidence source {_redact(uri)!r}: use a .jsonl or .csv file, "
+            f"unknown evidence source {redact_url(uri)!r}: use a .jsonl or .csv file, "
             "cass+https://host/ or xapi+https://host/xAPI/"
         )
     path = Path(uri)
     if not path.is_file():
         raise ConfigError(f"evidence file {uri} does not exist")
     return SourceSpec(str(path.resolve()), "file", path.name, *files.index_evidence_file(path))
-
-
-def _redact(uri: str) -> str:
-    """*uri* without any user:password part."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return parts._replace(netloc=f"***@{host}").geturl()

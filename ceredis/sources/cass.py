@@ -42,6 +42,7 @@ from ceredis.evidence import RawEvidence
 from ceredis.sources import kbac
 from ceredis.sources.http import HttpClient, HttpSettings, parse_json
 from ceredis.sources.ratelimit import RateLimiter
+from ceredis.sources.uri import parse_source_uri
 
 __all__ = [
     "ENV_AGENT_FIELD",
@@ -142,45 +143,17 @@ def parse_uri(uri: str, env: Mapping[str, str] | None = None) -> CassConfig:
     Raises :class:`~ceredis.errors.ConfigError` naming what is wrong; no network.
     """
     env = os.environ if env is None else env
-    if not isinstance(uri, str):
-        raise ConfigError(f"CaSS source URI must be a string, got {type(uri).__name__}")
-    parts = urllib.parse.urlsplit(uri.strip())
-    if parts.scheme not in ("cass+https", "cass+http"):
-        raise ConfigError(
-            f"not a CaSS source URI (scheme {parts.scheme or 'missing'!r}); "
-            f"expected cass+https://host/ or cass+http://host/"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError(
-            "CaSS source URI must not contain user:password; use "
-            f"{ENV_AUTHORIZATION} and {ENV_KEY} in the environment"
-        )
-    try:
-        host = parts.hostname
-        _port = parts.port  # raises ValueError on a bad port
-    except ValueError:
-        raise ConfigError("CaSS source URI has an invalid port") from None
-    if not host:
-        raise ConfigError("CaSS source URI has no host; expected cass+https://host/")
-    if parts.fragment:
-        raise ConfigError("CaSS source URI must not have a #fragment")
-    scheme = parts.scheme.removeprefix("cass+")
-    netloc = parts.netloc
-    prefix = parts.path.rstrip("/")
-    if prefix.endswith("/api"):
-        prefix = prefix[: -len("/api")]
-    name = f"{parts.scheme}://{netloc}{prefix}/"
-    base_url = f"{scheme}://{netloc}{prefix}/api/"
-
-    query: dict[str, str] = {}
-    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-        if key not in _URI_PARAMS:
-            raise ConfigError(
-                f"{name}: unknown URI parameter {key!r}; known: {', '.join(_URI_PARAMS)}"
-            )
-        if key in query:
-            raise ConfigError(f"{name}: URI parameter {key!r} is given twice")
-        query[key] = value
+    parsed = parse_source_uri(
+        uri,
+        "cass",
+        "CaSS",
+        _URI_PARAMS,
+        f"use {ENV_AUTHORIZATION} and {ENV_KEY} in the environment",
+    )
+    prefix = parsed.path.rstrip("/").removesuffix("/api")
+    name = parsed.display("cass", f"{prefix}/")
+    base_url = f"{parsed.scheme}://{parsed.netloc}{prefix}/api/"
+    query = parsed.options
 
     window_text = query.get("window") or env.get(ENV_RESULT_WINDOW, "").strip()
     window = _int_setting(window_text, "window", 1, 1_000_000) if window_text else DEFAULT_WINDOW

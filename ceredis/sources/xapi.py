@@ -25,6 +25,7 @@ from ceredis.errors import ConfigError, SourceError
 from ceredis.evidence import RawEvidence
 from ceredis.sources.http import HttpClient, HttpSettings, parse_json
 from ceredis.sources.ratelimit import RateLimiter
+from ceredis.sources.uri import parse_source_uri
 
 __all__ = [
     "COMPETENCY",
@@ -71,7 +72,6 @@ RAW_SCORE_TEXT = _EXT + "raw-score"
 # back 33.333333333333336).
 _FLOAT_TOLERANCE = Decimal("1e-15")
 _VOIDED = "http://adlnet.gov/expapi/verbs/voided"
-_SCHEMES = {"xapi+https": "https", "xapi+http": "http"}
 _OPTIONS = ("homePage", "limit")
 _MAX_PAGE_SIZE = 10_000
 # Enough digits for any min/max normalisation whose result terminates.
@@ -92,46 +92,16 @@ def check_uri(uri: str) -> str:
 
 def _parse_uri(uri: str) -> tuple[str, str, dict[str, str]]:
     """``(display name, http base URL ending in "/", options)`` of an xAPI URI."""
-    try:
-        parts = urllib.parse.urlsplit(uri)
-        port = parts.port
-    except ValueError:
-        # The exception text would quote the URI's parts, which may hold a secret.
-        raise ConfigError(
-            "xAPI source URI is malformed (check the host and the port, a number up to 65535)"
-        ) from None
-    scheme = _SCHEMES.get(parts.scheme)
-    if scheme is None:
-        raise ConfigError(
-            f"xAPI source URI must start with xapi+https:// (or xapi+http:// for tests), "
-            f"got {parts.scheme or 'no scheme'}://…"
-        )
-    if "@" in parts.netloc:
-        raise ConfigError(
-            f"{parts.scheme}://…@{parts.hostname or '?'}: credentials in the source URI are "
-            f"refused (they would end up in logs); set {ENV_USERNAME} and {ENV_PASSWORD}"
-        )
-    if not parts.hostname:
-        raise ConfigError(f"xAPI source URI {uri!r} has no host; e.g. xapi+https://lrs/xAPI/")
-    if parts.fragment:
-        raise ConfigError(f"xAPI source URI {uri!r} must not have a #fragment")
-    options: dict[str, str] = {}
-    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-        if key not in _OPTIONS:
-            raise ConfigError(
-                f"xAPI source URI: unknown option {key!r} (known: {', '.join(_OPTIONS)})"
-            )
-        if key in options:
-            raise ConfigError(f"xAPI source URI: option {key!r} given twice")
-        options[key] = value
+    parsed = parse_source_uri(
+        uri, "xapi", "xAPI", _OPTIONS, f"set {ENV_USERNAME} and {ENV_PASSWORD}"
+    )
+    options = parsed.options
     if "limit" in options:
         _page_size(options["limit"])
     if "homePage" in options:
         _home_page(options["homePage"], "the homePage option of the xAPI source URI")
-    path = parts.path if parts.path.endswith("/") else parts.path + "/"
-    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    netloc = host + (f":{port}" if port is not None else "")
-    return f"{parts.scheme}://{netloc}{path}", f"{scheme}://{netloc}{path}", options
+    path = parsed.path if parsed.path.endswith("/") else parsed.path + "/"
+    return parsed.display("xapi", path), f"{parsed.scheme}://{parsed.netloc}{path}", options
 
 
 def _page_size(text: str) -> int:

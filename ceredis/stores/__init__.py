@@ -8,16 +8,17 @@ its own connection with :meth:`StoreSpec.open` in the pool initializer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from ceredis.config import redact_url
 from ceredis.errors import ConfigError
 
-__all__ = ["ResultRow", "ResultStore", "RunRow", "StoreSpec", "prepare_store", "redact_url"]
+__all__ = ["ResultRow", "ResultStore", "RunRow", "StoreSpec", "prepare_store"]
 
 
 @dataclass(frozen=True)
@@ -140,22 +141,3 @@ def sqlite_path(url: str) -> Path:
             "sqlite:////absolute/path.sqlite"
         )
     return Path(parts.path[1:])
-
-
-def redact_url(url: str) -> str:
-    """*url* with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
-
-
-def scrub(message: str, secrets: Mapping[str, str | None] | Sequence[str | None]) -> str:
-    """*message* with every secret value replaced by ``***``."""
-    values = secrets.values() if isinstance(secrets, Mapping) else secrets
-    for secret in values:
-        if secret:
-            message = message.replace(secret, "***")
-    return message

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from ceredis.config import redact_url, scrub
 from ceredis.errors import StoreError
-from ceredis.stores import redact_url, scrub
 from ceredis.stores.sql import SqlStore
 
 __all__ = ["PostgresStore"]

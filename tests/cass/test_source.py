@@ -411,11 +411,11 @@ def test_check_uri_accepts_good_uris_and_names_what_is_wrong(tmp_path):
         "https://h/": "not a CaSS source URI",
         "cass+https://user:pw@h/": "must not contain user:password",
         "cass+https:///x": "has no host",
-        "cass+https://h/?frame=1": "unknown URI parameter 'frame'",
+        "cass+https://h/?frame=1": "unknown option 'frame'",
         "cass+https://h/?page_size=zero": "page_size='zero' is not an integer",
         "cass+https://h/?page_size=20000": "out of range",
         "cass+https://h/?framework=a b": "neither a GUID nor an http(s) URL",
-        "cass+https://h:99999/": "invalid port",
+        "cass+https://h:99999/": "the port: a number up to 65535",
     }
     for uri, message in bad.items():
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
