@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -83,8 +84,7 @@ class BatchPlan:
     chunksize: int | None = None
     source_rate: float | None = None
     resume: bool = False  # continue plan.ledger (written by an earlier, killed run)
-    embedded: bool = False
-    notes: tuple[str, ...] = ()
+    embedded: bool = False  # nothing configured: bundled cohort into the embedded SQLite
 
     def header(self) -> dict[str, Any]:
         """The ledger header: everything needed to replay or resume, and no secret."""
@@ -96,7 +96,7 @@ class BatchPlan:
             "referentialId": self.referential.id,
             "referentialHash": self.referential.hash,
             "referential": self.referential.document,
-            "source": {"uri": _source_uri(self.source), **self.source.describe()},
+            "source": self.source.describe(),
             "store": self.store.describe(),
             "selection": self.selection,
             "workers": self.workers,
@@ -130,7 +130,6 @@ def plan_batch(
         raise ConfigError("choose the learners with one of --agent, --file or --all")
     if chunksize is not None and chunksize < 1:
         raise ConfigError(f"--chunksize must be at least 1, not {chunksize}")
-    embedded = settings.source is None and not any(chosen)
     spec = prepare_source(settings.source)
     if agents:
         selection: dict[str, Any] = {"agents": [_agent_id(a, "--agent") for a in agents]}
@@ -168,7 +167,7 @@ def plan_batch(
         report=Path(report) if report else ledger_path.with_suffix(".report.json"),
         chunksize=chunksize,
         source_rate=settings.source_rate,
-        embedded=embedded or (settings.source is None and settings.database is None),
+        embedded=settings.source is None and settings.database is None,
     )
 
 
@@ -186,26 +185,18 @@ def plan_resume(
     the learners already recorded are checked against the selection and skipped.
     """
     ledger = Path(ledger)
-    records = read_ledger(ledger)
-    try:
+    with closing(read_ledger(ledger)) as records:
         header = _ledger_header(records, ledger)
-    finally:
-        close = getattr(records, "close", None)
-        if close:
-            close()
     settings = load_settings({"max_workers": workers, "database": database}, env=env)
     referential = parse_referential(header["referential"], f"{ledger} header")
     source = header["source"]
-    if source["kind"] == "file":
-        spec = prepare_source(source["uri"])
-        if spec.sha256 != source.get("sha256"):
-            raise ConfigError(
-                f"the evidence file {source['uri']} changed since the run started "
-                f"(sha256 {spec.sha256[:12]}… instead of {source.get('sha256', '?')[:12]}…); "
-                "resuming would mix two versions of the evidence"
-            )
-    else:
-        spec = prepare_source(source["uri"])
+    spec = prepare_source(source["uri"])
+    if spec.sha256 != source.get("sha256"):
+        raise ConfigError(
+            f"the evidence file {source['uri']} changed since the run started (sha256 "
+            f"{spec.sha256[:12]}… instead of {source.get('sha256', '?')[:12]}…); resuming "
+            "would mix two versions of the evidence"
+        )
     selection = header["selection"]
     if "file" in selection and _roster_digest(Path(selection["file"])) != selection["sha256"]:
         raise ConfigError(f"the learner list {selection['file']} changed since the run started")
@@ -237,10 +228,6 @@ def _ledger_header(records: Iterable[Any], path: Path) -> dict[str, Any]:
             raise ReplayError(f"{path} is not a CEREDIS batch ledger (no {LEDGER_KIND} header)")
         return header
     raise ReplayError(f"{path} is empty: nothing to resume")
-
-
-def _source_uri(spec: SourceSpec) -> str:
-    return BUNDLED_URI if spec.name == "bundled cohort" else spec.uri
 
 
 def _agent_id(text: str, where: str) -> str:
@@ -579,7 +566,6 @@ def run_batch(
         ledger=plan.ledger,
         report=plan.report,
         run_id=plan.run_id,
-        notes=list(plan.notes),
     )
     report_file = ReportFile(plan.report)
     finished = False

@@ -9,7 +9,7 @@ into place when the run ends. Timings and worker ids live here, never in the led
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -35,7 +35,6 @@ class BatchReport:
     report: Path | None = None
     results_root: str | None = None
     run_id: str = ""
-    notes: list[str] = field(default_factory=list)
 
     def add(self, status: str) -> None:
         """Count one learner's outcome."""

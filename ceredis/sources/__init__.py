@@ -50,9 +50,10 @@ class EvidenceSource(Protocol):
 class SourceSpec:
     """A checked source URI, small and picklable: what a worker needs to open it."""
 
-    uri: str
+    uri: str  # what the ledger header records: "bundled:", an absolute path, a remote URI
     kind: str  # "file" | "cass" | "xapi"
     name: str  # for display; never holds a secret
+    path: Path | None = None  # file sources: the export
     index: Path | None = None  # file sources: the prepared SQLite index
     sha256: str | None = None  # file sources: the file's digest, for the ledger header
 
@@ -61,7 +62,7 @@ class SourceSpec:
         if self.kind == "file":
             from ceredis.sources.files import FileSource
 
-            return FileSource(Path(self.uri), self.index)
+            return FileSource(self.path, self.index)
         if self.kind == "cass":
             from ceredis.sources.cass import CassSource
 
@@ -72,7 +73,7 @@ class SourceSpec:
 
     def describe(self) -> dict[str, Any]:
         """What the ledger header records about the source (no secrets)."""
-        out: dict[str, Any] = {"kind": self.kind, "name": self.name}
+        out: dict[str, Any] = {"uri": self.uri, "kind": self.kind, "name": self.name}
         if self.sha256:
             out["sha256"] = self.sha256
         return out
@@ -90,7 +91,8 @@ def prepare_source(uri: str | None, *, ping: bool = True) -> SourceSpec:
 
     if uri is None or uri == files.BUNDLED_URI:
         path = files.bundled_cohort()
-        return SourceSpec(str(path), "file", "bundled cohort", *files.index_evidence_file(path))
+        index, digest = files.index_evidence_file(path)
+        return SourceSpec(files.BUNDLED_URI, "file", "bundled cohort", path, index, digest)
     scheme = urlsplit(uri).scheme.lower()
     if scheme in ("cass+http", "cass+https", "xapi+http", "xapi+https"):
         kind = scheme.split("+")[0]
@@ -114,4 +116,5 @@ def prepare_source(uri: str | None, *, ping: bool = True) -> SourceSpec:
     path = Path(uri)
     if not path.is_file():
         raise ConfigError(f"evidence file {uri} does not exist")
-    return SourceSpec(str(path.resolve()), "file", path.name, *files.index_evidence_file(path))
+    index, digest = files.index_evidence_file(path)
+    return SourceSpec(str(path.resolve()), "file", path.name, path.resolve(), index, digest)
