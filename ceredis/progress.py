@@ -22,11 +22,12 @@ __all__ = ["BatchConsole"]
 
 
 class BatchConsole(ProgressHooks):
-    """Rich progress for :func:`ceredis.engine.run_batch` (quiet: first line and summary)."""
+    """Rich progress for :func:`ceredis.engine.run_batch`; quiet (or not a terminal): only the
+    first line and the summary."""
 
     def __init__(self, console: Console, *, quiet: bool = False) -> None:
         self.console = console
-        self.quiet = quiet
+        self.quiet = quiet or not console.is_terminal  # cron logs get no bar, only lines
         self._bar: Progress | None = None
         self._task = None
         self._failed = 0
