@@ -33,6 +33,7 @@ ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
     "source_rate": ("CEREDIS_SOURCE_RATE",),
 }
 DEFAULT_WORKERS = 4
+_FLAGS = {"max_workers": "--workers"}  # settings whose command-line flag has another name
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def load_settings(
     origin: dict[str, str] = {}
     for name, names in ENVIRONMENT.items():
         if name in flags:
-            values[name], origin[name] = flags[name], f"--{name.replace('_', '-')}"
+            values[name], origin[name] = flags[name], _FLAGS.get(name, f"--{name}")
             continue
         found = next((n for n in names if env.get(n)), None)
         if found:

@@ -146,3 +146,26 @@ def test_module_entry_point_and_console_script_agree():
         [sys.executable, "-m", "ceredis", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout.startswith("ceredis ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--workers", "0"], {}, "--workers: the worker count must be a whole number ≥ 1, not 0"),
+        ([], {"CEREDIS_MAX_WORKERS": "many"}, "CEREDIS_MAX_WORKERS: the worker count must be"),
+        (["--database", "mysql://x/y"], {}, "unknown database URL 'mysql://x/y'"),
+        (["--source", "x.jsonl", "--all", "--agent", "L1"], {}, "not allowed with argument"),
+        (["--source", "missing.jsonl", "--all"], {}, "evidence file missing.jsonl does not exist"),
+        (["--resume", "nowhere.jsonl"], {}, "nowhere.jsonl: cannot read"),
+    ],
+)
+def test_batch_configuration_errors_exit_2(capsys, monkeypatch, argv, env, message):
+    """A bad option, URL or environment variable exits 2 with a message naming it."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        code = main(["batch", *argv])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
