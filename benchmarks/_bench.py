@@ -455,6 +455,7 @@ def _engine_main(spec: EngineSpec) -> dict[str, Any]:
         chunksize=spec.chunksize,
     )
     progress = SamplingProgress(spec.timings)
+    rss_before = (vm_kb("self", "VmRSS") or 0) / 1024
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     pg0, (busy0, _), up0 = postgres_cpu(), machine_busy(), _upstream_cpu(spec.upstream_pid)
     started = time.monotonic()
@@ -480,6 +481,8 @@ def _engine_main(spec: EngineSpec) -> dict[str, Any]:
         "busyCores": (busy - busy0) / wall if wall else None,
         "otherCores": None,  # filled below: CPU used by processes that are not the run's
         "parentPeakMiB": ru.ru_maxrss / 1024,  # ru_maxrss is in KiB on Linux
+        "parentPeakBeforeRunMiB": ru0.ru_maxrss / 1024,
+        "parentRssBeforeRunMiB": rss_before,
         "parentHwmSampledMiB": progress.parent_hwm / 1024,
         "workerPeakMiB": sorted(v / 1024 for v in progress.workers.values()),
         "workerPids": len(progress.workers),

@@ -39,6 +39,7 @@ from _bench import (
     environment,
     fresh_database,
     run_engine,
+    wait_quiet,
     work_dir,
 )
 
@@ -67,6 +68,7 @@ def main() -> int:
 
     runs = {}
     for workers in (1, 2):
+        wait_quiet()
         with fresh_database() as dsn:
             spec = EngineSpec(
                 source=str(evidence),
@@ -111,7 +113,8 @@ def main() -> int:
         print(
             f"    CPU per learner: parent {run['parentCpu'] / n * 1e3:.2f} ms, workers "
             f"{run['workersCpu'] / n * 1e3:.2f} ms, PostgreSQL {run['pgCpu'] / n * 1e3:.2f} ms; "
-            f"machine busy {run['busyCores']:.2f} of {CORES} cores; "
+            f"machine busy {run['busyCores']:.2f} of {CORES} cores (other processes "
+            f"{run['otherCores']:.2f}); "
             f"parent peak {run['parentPeakMiB']:.0f} MB, worker peak "
             f"{max(run['workerPeakMiB'], default=0):.0f} MB, {run['maxConnections']} DB "
             f"connections"
