@@ -72,6 +72,15 @@ def vm_kb(pid: int | str, key: str = "VmHWM") -> int | None:
     return None
 
 
+def run_queue_wait(pid: int | str) -> float | None:
+    """Seconds a process has waited on a run queue for a core (/proc/<pid>/schedstat)."""
+    try:
+        with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _stat(pid: int | str) -> list[str] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -382,6 +391,7 @@ class SamplingProgress:
         self.durations = array("d")
         self.arrivals = array("d")
         self.workers: dict[int, int] = {}
+        self.waits: dict[int, float] = {}  # run-queue wait per worker, last seen
         self.parent_hwm = 0
         self.count = 0
         self.first = self.last = 0.0
@@ -410,6 +420,9 @@ class SamplingProgress:
         self.parent_hwm = max(self.parent_hwm, vm_kb("self") or 0)
         for pid in self.workers:
             self.workers[pid] = max(self.workers[pid], vm_kb(pid) or 0)
+            wait = run_queue_wait(pid)
+            if wait is not None:
+                self.waits[pid] = wait
 
     def stop(self) -> None:
         self.sample()
@@ -486,6 +499,8 @@ def _engine_main(spec: EngineSpec) -> dict[str, Any]:
         "parentHwmSampledMiB": progress.parent_hwm / 1024,
         "workerPeakMiB": sorted(v / 1024 for v in progress.workers.values()),
         "workerPids": len(progress.workers),
+        "workersRunQueueWait": sum(progress.waits.values()),
+        "parentRunQueueWait": run_queue_wait("self"),
         "resultsRoot": report.results_root,
         "monotonicStart": started,
         "monotonicEnd": started + wall,

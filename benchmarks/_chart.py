@@ -29,11 +29,12 @@ def _nice_max(value: float) -> float:
 
 
 def _ticks(top: float) -> list[float]:
-    return [top * i / 5 for i in range(6)]
+    steps = 6 if round(top * 10) % 6 == 0 and top < 10 else 5
+    return [top * i / steps for i in range(steps + 1)]
 
 
 def _fmt(v: float) -> str:
-    return f"{v:,.0f}" if v >= 10 or v == 0 else f"{v:.2g}"
+    return f"{v:,.0f}" if v >= 10 or v == 0 else f"{v:.2f}".rstrip("0").rstrip(".")
 
 
 def _panel(
@@ -43,6 +44,7 @@ def _panel(
     y_label: str,
     y_max: float | None = None,
     guides: Sequence[tuple[float, str]] = (),
+    legend_bottom: bool = False,
 ) -> str:
     """One SVG chart: series are (label, colour, solid points, dashed points)."""
     values = [y for _, _, a, b in series for _, y in a + b]
@@ -83,7 +85,7 @@ def _panel(
         y = py(value)
         out.append(
             f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#999" '
-            f'stroke-dasharray="2 3"/><text x="{W - RIGHT - 4}" y="{y - 4:.1f}" '
+            f'stroke-dasharray="2 3"/><text x="{W - RIGHT - 4}" y="{y + 12:.1f}" '
             f'text-anchor="end" fill="#666">{html.escape(label)}</text>'
         )
     for label, colour, solid, dashed in series:
@@ -104,7 +106,8 @@ def _panel(
                     f"<title>{html.escape(label)}, N={n}: {v:,.2f}</title></circle>"
                 )
     # legend
-    lx, ly = LEFT + 8, TOP + 8
+    lx = LEFT + 8
+    ly = TOP + ph - 8 - 15 * len(series) if legend_bottom else TOP + 8
     for i, (label, colour, _, _) in enumerate(series):
         y = ly + i * 15
         out.append(
@@ -144,7 +147,7 @@ def render(result: dict[str, Any]) -> str:
         sections.append(
             '<div class="row">'
             + _panel(
-                f"Learners/s, {evidence_label} (solid: measured, dashed: bound X*)",
+                f"Learners/s, {evidence_label} (dashed: X*)",
                 workers,
                 rate_series,
                 "learners per second",
@@ -156,6 +159,7 @@ def render(result: dict[str, Any]) -> str:
                 "X / X*",
                 y_max=1.2,
                 guides=[(0.9, "0.90 target (L ≥ 20 ms)"), (0.8, "0.80 target (L = 0)")],
+                legend_bottom=True,
             )
             + "</div>"
         )

@@ -118,10 +118,13 @@ def recommend(points: list[dict[str, Any]], latency_ms: float, rate: float | Non
         memory = pick["parentPeakMiB"] + sum(pick["workerPeakMiB"])
         last = mine[-1]
         if last["binding"] == "workers":
+            per = last["perLearner"]
+            needed = last["nextBound"] * (per["fL"] + per["t0"])
             beyond = (
                 f"worker concurrency still binds at N={last['workers']} "
                 f"(X* {last['bound']:,.0f}/s): more workers would still help, up to the next "
-                f"bound, {last['nextBinding']} at {last['nextBound']:,.0f} learners/s"
+                f"bound, {describe(last['nextBinding'], rate)} at {last['nextBound']:,.0f} "
+                f"learners/s, reached near N ≈ {needed:,.0f} (Little's law: X·(f·L + t0))"
             )
         else:
             beyond = (
@@ -250,6 +253,10 @@ def main() -> int:
                         "nextBound": others[nxt],
                         "efficiency": run["steadyRate"] / model.value,
                         "efficiencyEndToEnd": run["rate"] / model.value,
+                        # time a learner's worker spent waiting for a core, on average
+                        "runQueueMs": run["workersRunQueueWait"] / run["learners"] * 1e3,
+                        # every process on the machine, measured during the run
+                        "cpuPerLearnerMs": run["machineCpu"] / run["learners"] * 1e3,
                     }
                     points.append(point)
                     console.print(
@@ -303,9 +310,12 @@ def check_targets(points: list[dict[str, Any]]) -> list[str]:
                 f"  MISSED: {p['evidence']} ev, L={p['latencyMs']} ms, N={p['workers']}"
                 f"{' (baseline, chunks of 1)' if p['baseline'] else ''}: X/X* "
                 f"{p['efficiency']:.2f} < {target:.2f} — binds {p['binding']}; busy "
-                f"{p['busyCores']:.2f} cores (other processes {p['otherCores']:.2f}); "
-                f"p95 {p['p95Ms']:.1f} ms vs t0+f·L "
-                f"{(p['perLearner']['t0'] + p['perLearner']['fL']) * 1e3:.1f} ms"
+                f"{p['busyCores']:.2f} cores (other processes {p['otherCores']:.2f}), "
+                f"{p['cpuPerLearnerMs']:.2f} ms CPU/learner in the run vs "
+                f"{p['perLearner']['machineCpu'] * 1e3:.2f} calibrated; "
+                f"p50 {p['p50Ms']:.1f} ms vs t0+f·L "
+                f"{(p['perLearner']['t0'] + p['perLearner']['fL']) * 1e3:.1f} ms, of which "
+                f"{p['runQueueMs']:.1f} ms waiting for a core"
             )
     met = len(points) - len(missed)
     lines.append(
@@ -335,6 +345,7 @@ def table(points: list[dict[str, Any]]) -> Table:
         "DB conns",
         "f",
         "req/s",
+        "runq ms",
         "other",
     ):
         t.add_column(column, justify="right")
@@ -359,6 +370,7 @@ def table(points: list[dict[str, Any]]) -> Table:
             str(p["maxConnections"]),
             f"{p['upstream']['fetchesPerLearner']:.2f}",
             f"{p['upstream'].get('reqPerS') or 0:,.0f}",
+            f"{p['runQueueMs']:.1f}",
             f"{p['otherCores']:.2f}",
         )
     return t
