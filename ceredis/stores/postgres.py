@@ -66,6 +66,15 @@ class PostgresStore(SqlStore):
         with self.conn.cursor() as cur:
             cur.executemany(sql, params)
 
+    def _insert_returning(self, sql: str, params: Sequence[Sequence[Any]]) -> set[str]:
+        inserted: set[str] = set()
+        with self.conn.cursor() as cur:
+            cur.executemany(sql, params, returning=True)
+            while True:
+                inserted.update(row[0] for row in cur.fetchall())
+                if not cur.nextset():
+                    return inserted
+
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         with self.conn.transaction(), self.conn.cursor(name="ceredis_stream") as cur:
             cur.itersize = 2000

@@ -53,6 +53,11 @@ class SqlStore:
         """Rows of a query without loading them all (default: loads them)."""
         yield from self._execute(sql, params)
 
+    def _insert_returning(self, sql: str, params: Sequence[Sequence[Any]]) -> set[str]:
+        """Run an ``INSERT … ON CONFLICT DO NOTHING RETURNING agent_id`` per row; return
+        the agent ids actually inserted."""
+        raise NotImplementedError
+
     def _lock_schema(self) -> None:
         """Serialize concurrent migrations (called inside the migration transaction)."""
 
@@ -148,17 +153,19 @@ class SqlStore:
 
     def _write(self, rows: Sequence[ResultRow], run_started_at: str) -> dict[str, str]:
         p, j = self.p, self.json
-        self._executemany(
+        inserted = self._insert_returning(
             f"INSERT INTO ceredis_result ({_RESULT_COLUMNS}) VALUES ({p}, {p}, {p}, {p}, {p}, "
             f"{p}, {p}, {p}{j}, {p}{j}, {p}{j}, {p}, {p}) "
-            "ON CONFLICT (run_id, agent_id) DO NOTHING",
+            "ON CONFLICT (run_id, agent_id) DO NOTHING RETURNING agent_id",
             [_result_params(r, self.dialect) for r in rows],
         )
+        # Rows already there (a retry, a resume) must hold the same hash; only they are read
+        # back, by primary key, so a write costs the same at row 10 and at row 10 million.
         run_id = rows[0].run_id
+        again = [r.agent_id for r in rows if r.agent_id not in inserted]
         stored: dict[str, str] = {}
-        agents = [r.agent_id for r in rows]
-        for start in range(0, len(agents), 500):
-            part = agents[start : start + 500]
+        for start in range(0, len(again), 500):
+            part = again[start : start + 500]
             stored.update(
                 self._execute(
                     f"SELECT agent_id, content_hash FROM ceredis_result WHERE run_id = {p} "
@@ -173,7 +180,7 @@ class SqlStore:
                 "stored row was kept"
             )
             for r in rows
-            if stored.get(r.agent_id) != r.content_hash
+            if r.agent_id not in inserted and stored.get(r.agent_id) != r.content_hash
         }
         profiles = [
             (

@@ -57,6 +57,13 @@ class SqliteStore(SqlStore):
     def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
         self.conn.executemany(sql, params)
 
+    def _insert_returning(self, sql: str, params: Sequence[Sequence[Any]]) -> set[str]:
+        # sqlite3's executemany drops RETURNING rows; one execute per row is in-process.
+        inserted: set[str] = set()
+        for row in params:
+            inserted.update(agent for (agent,) in self.conn.execute(sql, row))
+        return inserted
+
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         yield from self.conn.execute(sql, params)
 
