@@ -549,6 +549,7 @@ class CalibrationSpec:
     env: dict[str, str]
     double_pid: int | None = None
     writers: int = 2  # parallel writers for the DB capacity
+    rounds: int = 3  # each term is the median of this many rounds (the host is shared)
     out: str = ""
 
 
@@ -622,24 +623,38 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
             referential,
             engine_version=__version__,
         )
-    fetch_wall = fetch_cpu = score_cpu = ser_cpu = 0.0
-    double0 = proc_cpu(spec.double_pid) if spec.double_pid else 0.0
-    scored = []
-    for index, agent in enumerate(agents):
-        w0, c0 = time.perf_counter(), cpu()
-        records = [submitted(r) for r in source.fetch(agent)]
-        w1, c1 = time.perf_counter(), cpu()
-        result, inputs = score_learner(agent, records, referential, engine_version=__version__)
-        c2 = cpu()
-        record = _record(agent, result, inputs)
-        row = _row(run_id, Task(index, agent), result, record)
-        c3 = cpu()
-        fetch_wall += w1 - w0
-        fetch_cpu += c1 - c0
-        score_cpu += c2 - c1
-        ser_cpu += c3 - c2
-        scored.append((agent, result, record, row, (w1 - w0) * 1000))
-    upstream_cpu = (proc_cpu(spec.double_pid) - double0) if spec.double_pid else 0.0
+    seen: dict[str, list[float]] = {}
+
+    def keep(**values: float) -> None:
+        for key, value in values.items():
+            seen.setdefault(key, []).append(value)
+
+    for _ in range(spec.rounds):
+        fetch_wall = fetch_cpu = score_cpu = ser_cpu = 0.0
+        double0 = proc_cpu(spec.double_pid) if spec.double_pid else 0.0
+        scored = []
+        for index, agent in enumerate(agents):
+            w0, c0 = time.perf_counter(), cpu()
+            records = [submitted(r) for r in source.fetch(agent)]
+            w1, c1 = time.perf_counter(), cpu()
+            result, inputs = score_learner(agent, records, referential, engine_version=__version__)
+            c2 = cpu()
+            record = _record(agent, result, inputs)
+            row = _row(run_id, Task(index, agent), result, record)
+            c3 = cpu()
+            fetch_wall += w1 - w0
+            fetch_cpu += c1 - c0
+            score_cpu += c2 - c1
+            ser_cpu += c3 - c2
+            scored.append((agent, result, record, row, (w1 - w0) * 1000))
+        upstream_cpu = (proc_cpu(spec.double_pid) - double0) if spec.double_pid else 0.0
+        keep(
+            fetchWall=fetch_wall,
+            fetchCpu=fetch_cpu,
+            scoreCpu=score_cpu,
+            serializeCpu=ser_cpu,
+            upstreamCpu=upstream_cpu,
+        )
     n = len(agents)
 
     rows = [s[3] for s in scored]
@@ -656,9 +671,17 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
 
     # w = RTT/B + t_row: the same rows written in chunks of 64 and of 1 (one transaction
     # per learner), other agent ids for the second set; w(k) is interpolated in 1/k.
-    write64 = write(rows, MAX_CHUNK)
-    ones = [replace(r, agent_id=f"{r.agent_id}-k1") for r in rows[:300]]
-    write1 = write(ones, 1)
+    for r in range(spec.rounds):
+        write64 = write([replace(x, agent_id=f"{x.agent_id}-r{r}") for x in rows], MAX_CHUNK)
+        write1 = write([replace(x, agent_id=f"{x.agent_id}-k1-r{r}") for x in rows[:300]], 1)
+        keep(
+            writeWall64=write64[0],
+            writeCpu64=write64[1],
+            dbCpu64=write64[2],
+            writeWall1=write1[0],
+            writeCpu1=write1[1],
+            dbCpu1=write1[2],
+        )
 
     # The DB's write capacity: `writers` processes writing chunks at once, each its rows.
     ctx = mp.get_context("fork")
@@ -694,16 +717,17 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         writer = LedgerWriter.create(Path(tmp) / "l.jsonl", {"calibration": True})
         report, report_file = BatchReport(), ReportFile(Path(tmp) / "r.json")
-        rounds = max(1, 5000 // n)
-        t0 = time.perf_counter()
-        for _ in range(rounds):
-            for o in outcomes:
-                writer.append_canonical(o.record)
-                report.add(o.status)
-                report_file.detail(
-                    o.agent_id, o.status, o.score, o.level, o.worker, o.duration_ms, o.error
-                )
-        parent_cost = (time.perf_counter() - t0) / (rounds * n)
+        repeat = max(1, 2000 // n)
+        for _ in range(spec.rounds):
+            t0 = time.perf_counter()
+            for _ in range(repeat):
+                for o in outcomes:
+                    writer.append_canonical(o.record)
+                    report.add(o.status)
+                    report_file.detail(
+                        o.agent_id, o.status, o.score, o.level, o.worker, o.duration_ms, o.error
+                    )
+            keep(parentCost=(time.perf_counter() - t0) / (repeat * n))
         writer.finish({})
         report_file.finish(report)
     pickled = len(pickle.dumps(outcomes)) / n
@@ -712,26 +736,20 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
         pickle.loads(pickle.dumps(outcomes))
     pickle_cost = (time.perf_counter() - t0) / (5 * n)
     source.close()
+    for _ in range(spec.rounds):
+        keep(
+            dispatch64=dispatch_cost(outcomes, MAX_CHUNK, 64 * 40),
+            dispatch1=dispatch_cost(outcomes, 1, 2000),
+        )
+    per_learner = ("fetchWall", "fetchCpu", "scoreCpu", "serializeCpu", "upstreamCpu")
     return {
         "learners": n,
-        "fetchWall": fetch_wall / n,
-        "fetchCpu": fetch_cpu / n,
-        "scoreCpu": score_cpu / n,
-        "serializeCpu": ser_cpu / n,
-        "writeWall64": write64[0],
-        "writeCpu64": write64[1],
-        "dbCpu64": write64[2],
-        "writeWall1": write1[0],
-        "writeCpu1": write1[1],
-        "dbCpu1": write1[2],
+        "rounds": spec.rounds,
+        **{k: statistics.median(v) / (n if k in per_learner else 1) for k, v in seen.items()},
         "dbCapacity": db_capacity,
         "dbWriters": spec.writers,
-        "upstreamCpu": upstream_cpu / n,
-        "parentCost": parent_cost,
         "outcomeBytes": pickled,
         "pickleCost": pickle_cost,
-        "dispatch64": dispatch_cost(outcomes, MAX_CHUNK, 64 * 40),
-        "dispatch1": dispatch_cost(outcomes, 1, 2000),
     }
 
 

@@ -100,6 +100,36 @@ def run_point(
     return run
 
 
+def calibration(
+    double: DoubleProcess, sample: list[str], env: dict[str, str], quiet_timeout: float
+) -> tuple[dict[str, Any], float]:
+    """The model's terms, measured against the double at L = 0, and f from its journal."""
+    double.set_latency(0.0)
+    wait_quiet(timeout=quiet_timeout)
+    double.journal()
+    with fresh_database() as dsn:
+        cal = calibrate(CalibrationSpec(double.uri, dsn, sample, env, double_pid=double.pid))
+    journal = double.journal()
+    # every round fetches the sample, after 10 warm-up learners
+    fetches = len(journal["t"]) / (cal["rounds"] * len(sample) + 10)
+    cal["fetchesPerLearner"] = fetches
+    return cal, fetches
+
+
+def terms_line(cal: dict[str, Any], fetches: float) -> str:
+    return (
+        f"terms per learner (median of {cal['rounds']} rounds): fetch "
+        f"{cal['fetchWall'] * 1e3:.2f} ms wall / {cal['fetchCpu'] * 1e3:.2f} ms CPU "
+        f"(f = {fetches:.2f} requests), score {cal['scoreCpu'] * 1e3:.2f}, serialize+hash "
+        f"{cal['serializeCpu'] * 1e3:.2f}, DB write {cal['writeWall64'] * 1e3:.2f} ms wall "
+        f"in chunks of 64, {cal['writeWall1'] * 1e3:.2f} in chunks of 1 (server CPU "
+        f"{cal['dbCpu64'] * 1e3:.2f} / {cal['dbCpu1'] * 1e3:.2f}), dispatch "
+        f"{cal['dispatch64'] * 1e6:.0f} / {cal['dispatch1'] * 1e6:.0f} us, parent "
+        f"{cal['parentCost'] * 1e6:.0f} us, upstream CPU {cal['upstreamCpu'] * 1e3:.2f} ms; "
+        f"DB capacity {cal['dbCapacity']:,.0f} rows/s ({cal['dbWriters']} writers)"
+    )
+
+
 def recommend(points: list[dict[str, Any]], latency_ms: float, rate: float | None) -> list[str]:
     """One sentence per evidence size: the smallest worker count within 10% of the best
     throughput measured at *latency_ms*, and what bounds the run beyond it."""
@@ -188,29 +218,13 @@ def main() -> int:
                 f"~{evidence} evidence/learner: {len(ids):,} learners in the double "
                 f"(loaded in {double.load_seconds:.1f} s, {double.rss_mib:,.0f} MB)"
             )
-            wait_quiet(timeout=quiet_timeout)
-            double.journal()
             sample = ids[: (60 if evidence >= 100 else 200) if not args.quick else 60]
-            with fresh_database() as dsn:
-                cal = calibrate(
-                    CalibrationSpec(double.uri, dsn, sample, env, double_pid=double.pid)
-                )
-            journal = double.journal()
-            fetches = len(journal["t"]) / (len(sample) + 10)  # and 10 warm-up learners
-            cal["fetchesPerLearner"] = fetches
-            calibrations[str(evidence)] = cal
-            console.print(
-                f"  terms per learner: fetch {cal['fetchWall'] * 1e3:.2f} ms wall / "
-                f"{cal['fetchCpu'] * 1e3:.2f} ms CPU (f = {fetches:.2f} requests), score "
-                f"{cal['scoreCpu'] * 1e3:.2f}, serialize+hash {cal['serializeCpu'] * 1e3:.2f}, "
-                f"DB write {cal['writeWall64'] * 1e3:.2f} ms wall in chunks of 64, "
-                f"{cal['writeWall1'] * 1e3:.2f} in chunks of 1 (server CPU "
-                f"{cal['dbCpu64'] * 1e3:.2f} / {cal['dbCpu1'] * 1e3:.2f}), dispatch "
-                f"{cal['dispatch64'] * 1e6:.0f} / {cal['dispatch1'] * 1e6:.0f} us, parent "
-                f"{cal['parentCost'] * 1e6:.0f} us, upstream CPU {cal['upstreamCpu'] * 1e3:.2f} "
-                f"ms; DB capacity {cal['dbCapacity']:,.0f} rows/s ({cal['dbWriters']} writers)"
-            )
             for latency_ms in grid["latencies"]:
+                # The terms are measured at L = 0 just before each latency's points, so a
+                # host whose speed drifts (a shared VM) drifts little between the two.
+                cal, fetches = calibration(double, sample, env, quiet_timeout)
+                calibrations[f"{evidence}/{latency_ms}"] = cal
+                console.print(f"  L={latency_ms} ms — {terms_line(cal, fetches)}", highlight=False)
                 double.set_latency(latency_ms / 1000)
                 plan = [(w, None, False) for w in grid["workers"]]
                 if evidence == grid["evidence"][0] and latency_ms in (0, 50):
