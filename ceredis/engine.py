@@ -42,7 +42,7 @@ from ceredis.sources import SourceSpec, prepare_source
 from ceredis.sources.files import BUNDLED_URI, bundled_roster, file_sha256
 from ceredis.stores import ResultRow, RunRow, StoreSpec, prepare_store
 from ledger import LedgerWriter, read_ledger
-from ledger.canonical import canonical
+from ledger.canonical import Fragment, canonical
 
 __all__ = ["BatchPlan", "Progress", "evaluate_agent", "plan_batch", "plan_resume", "run_batch"]
 
@@ -374,26 +374,25 @@ class _Worker:
             return error_result(task.agent_id, referential, message), None
 
     def _store(self, scored: list[tuple[Task, dict, dict | None, float]]) -> list[Outcome]:
-        records = {
-            task.index: _record(task.agent_id, result, inputs) for task, result, inputs, _ in scored
+        """Write the chunk in one transaction; a learner the store refuses becomes ERROR."""
+        encoded = {
+            task.index: _encode(self.context.run_id, task, result, inputs)
+            for task, result, inputs, _ in scored
         }
-        rows = [
-            _row(self.context.run_id, task, result, records[task.index])
-            for task, result, _, _ in scored
-        ]
+        started = time.perf_counter()
+        rows = [row for _, row in encoded.values()]
         if self.store is None:
             errors = {row.agent_id: self.store_error for row in rows}
         else:
             errors = self.store.write_results(rows, self.context.run_started_at)
+        write_ms = (time.perf_counter() - started) * 1000 / len(scored)
         outcomes = []
         for task, result, _inputs, duration in scored:
+            record = encoded[task.index][0]
             if task.agent_id in errors:
-                result = error_result(
-                    task.agent_id,
-                    self.context.referential,
-                    f"result store: {errors[task.agent_id]}",
-                )
-                records[task.index] = _record(task.agent_id, result, None)
+                message = f"result store: {errors[task.agent_id]}"
+                result = error_result(task.agent_id, self.context.referential, message)
+                record = _encode(self.context.run_id, task, result, None)[0]
             outcomes.append(
                 Outcome(
                     task.index,
@@ -401,9 +400,9 @@ class _Worker:
                     result["status"],
                     result["ceredisScore"],
                     result["cecrlLevel"],
-                    records[task.index],
+                    record,
                     self.pid,
-                    duration,
+                    duration + write_ms,
                     result.get("error"),
                 )
             )
@@ -436,13 +435,21 @@ def _score_chunk(chunk: Sequence[Task]) -> list[Outcome]:
     return _worker.run(chunk)
 
 
-def _record(agent_id: str, result: dict[str, Any], inputs: dict[str, Any] | None) -> bytes:
-    return canonical(learner_record(agent_id, result, inputs))
-
-
-def _row(run_id: str, task: Task, result: dict[str, Any], record: bytes) -> ResultRow:
+def _encode(
+    run_id: str, task: Task, result: dict[str, Any], inputs: dict[str, Any] | None
+) -> tuple[bytes, ResultRow]:
+    """The learner's ledger record (canonical bytes) and database row, each part encoded
+    once: the row's JSON columns are the very bytes embedded in the record."""
     ok = result["status"] == "OK"
-    return ResultRow(
+    domains = Fragment(canonical(result["domainScores"])) if ok else None
+    competencies = Fragment(canonical(result["competencies"])) if ok else None
+    encoded = Fragment(
+        canonical({**result, "domainScores": domains, "competencies": competencies})
+        if ok
+        else canonical(result)
+    )
+    record = canonical({**learner_record(task.agent_id, result, inputs), "result": encoded})
+    row = ResultRow(
         run_id=run_id,
         agent_id=task.agent_id,
         position=task.index,
@@ -450,12 +457,13 @@ def _row(run_id: str, task: Task, result: dict[str, Any], record: bytes) -> Resu
         ceredis_score=result["ceredisScore"],
         band_level=result["bandLevel"],
         cecrl_level=result["cecrlLevel"],
-        domain_scores=canonical(result["domainScores"]).decode() if ok else None,
-        competencies=canonical(result["competencies"]).decode() if ok else None,
-        result=canonical(result).decode(),
+        domain_scores=domains.decode() if domains is not None else None,
+        competencies=competencies.decode() if competencies is not None else None,
+        result=encoded.decode(),
         error=result.get("error"),
         content_hash=hashlib.sha256(record).hexdigest(),
     )
+    return record, row
 
 
 # -- the parent ---------------------------------------------------------------------------

@@ -26,10 +26,20 @@ from typing import Any
 
 from ledger.errors import CanonicalError
 
-__all__ = ["CANON_ID", "MAX_SAFE_INTEGER", "canonical", "canonical_hash"]
+__all__ = ["CANON_ID", "MAX_SAFE_INTEGER", "Fragment", "canonical", "canonical_hash"]
 
 CANON_ID = "ledger-canon/1"
 MAX_SAFE_INTEGER = 2**53 - 1
+
+
+class Fragment(bytes):
+    """Bytes that ``canonical`` produced earlier, embedded in a larger value as they are.
+
+    Lets a caller encode a part once and reuse it (as orjson's ``Fragment`` does); the
+    bytes are trusted here, and a ledger writer re-checks what it appends anyway.
+    """
+
+    __slots__ = ()
 
 
 def canonical(value: Any) -> bytes:
@@ -50,7 +60,9 @@ def canonical_hash(value: Any) -> str:
 
 def _encode(value: Any, out: list[str], path: str) -> None:
     # Order of checks matters: bool is an int subclass.
-    if isinstance(value, str):
+    if isinstance(value, Fragment):
+        out.append(value.decode("utf-8"))
+    elif isinstance(value, str):
         out.append(encode_basestring(value))
     elif value is None:
         out.append("null")

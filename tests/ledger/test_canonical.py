@@ -249,3 +249,12 @@ def test_fast_path_takes_typical_bodies() -> None:
         "n": 12,
     }
     assert is_fast_canonical(canonical(body))
+
+
+def test_a_fragment_is_embedded_as_is() -> None:
+    """A part encoded earlier and wrapped in Fragment gives the same bytes as encoding all."""
+    from ledger.canonical import Fragment
+
+    part = {"b": [1, Decimal("2.50")], "a": "é"}
+    whole = {"z": part, "y": None}
+    assert canonical({**whole, "z": Fragment(canonical(part))}) == canonical(whole)
