@@ -10,7 +10,7 @@ Not a benchmark itself. It provides:
   child runs ``plan_batch`` + ``run_batch`` with a sampling :class:`~ceredis.engine.Progress`
   hook (peak memory of the parent and of each worker, per-learner times);
 * the calibration (``calibrate``, also in a process of its own): the model's terms
-  measured one by one on the same code paths as the engine — fetch, score, serialize +
+  measured one by one on the same code paths as the engine — fetch, score, encode +
   hash, the DB write, dispatch through ``Pool.imap``, the parent's ledger and report
   cost — and the DB write capacity with parallel writers;
 * the CaSS double in a process of its own (``DoubleProcess``), so that its CPU is
@@ -344,7 +344,12 @@ def upstream_figures(journal: dict[str, Any], learners: int) -> dict[str, Any]:
     """Fetches per learner f and request rates from a journal of the double."""
     times = sorted(journal["t"])
     n = len(times)
-    out: dict[str, Any] = {"requests": n, "fetchesPerLearner": n / learners if learners else 0}
+    searches = sum(1 for route in journal["routes"] if route == "search")
+    out: dict[str, Any] = {
+        "requests": n,
+        # a learner's fetches are searches; planning adds a ping and a framework read
+        "fetchesPerLearner": searches / learners if learners else 0,
+    }
     if n > 1:
         span = times[-1] - times[0]
         out["reqPerS"] = n / span if span > 0 else None
@@ -592,7 +597,7 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
     from dataclasses import replace
 
     from ceredis import __version__
-    from ceredis.engine import Outcome, Task, _record, _row
+    from ceredis.engine import Outcome, Task, _encode
     from ceredis.evidence import submitted
     from ceredis.record import score_learner
     from ceredis.referential import bundled_referential
@@ -639,8 +644,7 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
             w1, c1 = time.perf_counter(), cpu()
             result, inputs = score_learner(agent, records, referential, engine_version=__version__)
             c2 = cpu()
-            record = _record(agent, result, inputs)
-            row = _row(run_id, Task(index, agent), result, record)
+            record, row = _encode(run_id, Task(index, agent), result, inputs)
             c3 = cpu()
             fetch_wall += w1 - w0
             fetch_cpu += c1 - c0
@@ -800,8 +804,9 @@ def per_chunk(cal: dict[str, Any], name: str, k: int) -> float:
 
 def auto_chunk(cal: dict[str, Any], latency: float, fetches: float) -> int:
     """The engine's automatic chunk size: learners in about 0.25 s of worker-side time
-    (fetch + score, what ``outcome.duration_ms`` measures), between 1 and 64."""
-    seconds = fetches * latency + cal["fetchWall"] + cal["scoreCpu"]
+    (what ``outcome.duration_ms`` measures: fetch, score and the learner's share of the
+    chunk's write), between 1 and 64."""
+    seconds = fetches * latency + cal["fetchWall"] + cal["scoreCpu"] + cal["writeWall64"]
     return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / seconds)))
 
 

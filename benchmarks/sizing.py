@@ -111,7 +111,8 @@ def calibration(
         cal = calibrate(CalibrationSpec(double.uri, dsn, sample, env, double_pid=double.pid))
     journal = double.journal()
     # every round fetches the sample, after 10 warm-up learners
-    fetches = len(journal["t"]) / (cal["rounds"] * len(sample) + 10)
+    searches = sum(1 for route in journal["routes"] if route == "search")
+    fetches = searches / (cal["rounds"] * len(sample) + 10)
     cal["fetchesPerLearner"] = fetches
     return cal, fetches
 
