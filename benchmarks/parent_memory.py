@@ -8,10 +8,8 @@ into a fresh result store per run. Most ids are unknown to the source, so those
 learners are SKIPPED quickly — the parent still plans, feeds, receives, chains into the
 ledger and reports every one of them, which is what is measured.
 
-The store defaults to SQLite: with PostgreSQL (``--store postgresql``, a fresh database
-per run) the store's per-chunk verification query currently scans every row of the run
-already written (docs/benchmarks.md, "Engine changes"), so a million-learner run would
-take hours; the parent's memory is the same with either store.
+The store is a fresh PostgreSQL database per run (``--store sqlite``: a fresh SQLite
+file); the parent's memory is the same with either store.
 
 The parent runs in a process of its own (``_bench.py engine``) and reads its own peak
 resident set at the end (``getrusage(RUSAGE_SELF).ru_maxrss``: the parent only, not its
@@ -86,9 +84,8 @@ def main() -> int:
     parser.add_argument(
         "--store",
         choices=("postgresql", "sqlite"),
-        default="sqlite",
-        help="the result store (default sqlite: see the docstring; the parent's memory "
-        "does not depend on it)",
+        default="postgresql",
+        help="the result store, a fresh one per run (the parent's memory does not depend on it)",
     )
     parser.add_argument("--dir", help="work directory (cohorts and rosters are cached there)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
