@@ -194,11 +194,17 @@ class LedgerWriter:
         """Append one record; returns the SHA-256 (hex) of its canonical bytes."""
         return self._append(canonical(dict(body)), RECORD)
 
-    def append_canonical(self, body_bytes: bytes) -> str:
-        """Append one record given as canonical bytes (checked here; the hash recomputed)."""
-        if body_bytes[:1] != b"{":
-            raise LedgerFormatError("a record body must be a canonical JSON object")
-        check_canonical(body_bytes)
+    def append_canonical(self, body_bytes: bytes, *, check: bool = True) -> str:
+        """Append one record given as canonical bytes; the hash is recomputed here.
+
+        The bytes are re-checked as canonical unless *check* is false, for a caller that
+        got them from :func:`ledger.canonical` itself (in another process, say) and whose
+        single writer is the bottleneck; ``verify_ledger`` checks every line regardless.
+        """
+        if body_bytes[:1] != b"{" or body_bytes[-1:] != b"}" or b"\n" in body_bytes:
+            raise LedgerFormatError("a record body must be a canonical JSON object on one line")
+        if check:
+            check_canonical(body_bytes)
         return self._append(body_bytes, RECORD)
 
     def finish(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -348,3 +348,14 @@ def test_bad_fsync_settings(tmp_path: Path) -> None:
     """fsync_every below 1 or a negative interval is a usage error."""
     with pytest.raises(ValueError, match="fsync_every"):
         LedgerWriter.create(tmp_path / "l.jsonl", HEADER, fsync_every=0)
+
+
+def test_unchecked_append_still_keeps_one_line_per_record(tmp_path: Path) -> None:
+    """check=False skips the canonical-form check, never the framing; verify still sees it."""
+    path = tmp_path / "l.jsonl"
+    with LedgerWriter.create(path, HEADER) as w:
+        with pytest.raises(LedgerFormatError, match="on one line"):
+            w.append_canonical(b'{"a":1}\n{"b":2}', check=False)
+        w.append_canonical(b'{"b":1,"a":2}', check=False)
+        w.finish()
+    assert [str(p.kind) for p in verify_ledger(path).problems] == ["non-canonical"]
