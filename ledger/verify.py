@@ -24,7 +24,11 @@ consequences of it.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -50,25 +54,37 @@ _sha256 = hashlib.sha256
 _HEX64 = re.compile("[0-9a-f]{64}")
 
 _MAX_GAPS = 1000  # gaps kept open to tell a moved line from a deleted one
+PARALLEL_BYTES = 32 << 20  # from this size, a second process checks canonical form
 
 
 def verify_ledger(
-    path: str | PathLike[str], expected: tuple[int, str] | None = None
+    path: str | PathLike[str],
+    expected: tuple[int, str] | None = None,
+    *,
+    jobs: int | None = None,
 ) -> VerifyReport:
-    """Check every line of the ledger at *path*; optionally against a known (size, root)."""
+    """Check every line of the ledger at *path*; optionally against a known (size, root).
+
+    With ``jobs=2`` the canonical-form check of record bodies (step 3, half the work)
+    runs in a second process (``python -m ledger._recheck``) reading the same file, and
+    its findings are merged in the order one process would report them. The default
+    uses two processes for files of :data:`PARALLEL_BYTES` or more on a machine with two
+    cores or more.
+    """
     if expected is not None:
         size, root = expected
         if type(size) is not int or size < 0 or not _HEX64.fullmatch(str(root).lower()):
             raise ValueError(f"expected must be (size >= 0, 64 hex digits), found {expected!r}")
         expected = (size, root.lower())
-    scan = Scanner(expected)
     try:
-        with open(path, "rb") as stream:
-            for line_no, offset, raw, last in iter_lines(stream):
-                scan.feed(line_no, offset, raw, last)
+        if jobs is None:
+            big = os.path.getsize(path) >= PARALLEL_BYTES
+            jobs = 2 if big and (os.cpu_count() or 1) > 1 else 1
+        scan = _scan_in_two(path, expected) if jobs > 1 else None
+        if scan is None:
+            scan = _scan(path, Scanner(expected))
     except OSError as exc:
         raise LedgerFormatError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    scan.finish()
     return VerifyReport(
         path=str(path),
         problems=scan.problems,
@@ -79,6 +95,74 @@ def verify_ledger(
         footer=scan.footer,
         lines=scan.lines,
     )
+
+
+def _scan(path: str | PathLike[str], scan: Scanner) -> Scanner:
+    with open(path, "rb") as stream:
+        for line_no, offset, raw, last in iter_lines(stream):
+            scan.feed(line_no, offset, raw, last)
+    scan.finish()
+    return scan
+
+
+def _scan_in_two(path: str | PathLike[str], expected: tuple[int, str] | None) -> Scanner | None:
+    """Scan with step (3) for records done by ``python -m ledger._recheck`` meanwhile;
+    None if that process could not do its part (the caller then scans alone)."""
+    try:
+        helper = subprocess.Popen(
+            [sys.executable, "-m", "ledger._recheck", os.fspath(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+    try:
+        scan = _scan(path, Scanner(expected, parallel=True))
+        out, _ = helper.communicate()
+    finally:
+        if helper.poll() is None:
+            helper.kill()
+            helper.wait()
+    if helper.returncode != 0:
+        return None
+    found = [json.loads(line) for line in out.splitlines()]
+    scan.merge_record_problems(
+        [Problem(line, ProblemKind.NON_CANONICAL, message) for line, message in found]
+    )
+    return scan
+
+
+def delegated(line_no: int) -> bool:
+    """Record lines whose step (3) the second process takes: two in three, which balances
+    its load (reading every line, checking) with the main process's (every other step)."""
+    return line_no % 3 != 0
+
+
+def record_canonical_problems(path: str) -> list[Problem]:
+    """Step (3) for the delegated record lines of *path* (the second process of jobs=2)."""
+    problems = []
+    with open(path, "rb") as stream:
+        for line_no, _, raw, _ in iter_lines(stream):
+            if not delegated(line_no) or raw[-1:] != b"\n" or len(raw) > MAX_LINE:
+                continue  # (1) fails: the main process reports it, and (3) is not reached
+            try:
+                body, _, kind, _, _ = parse_line(raw[:-1])
+            except LedgerFormatError:
+                continue  # (2) fails: likewise
+            problem = _canonical_problem(line_no, kind, body) if kind == RECORD else None
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def _canonical_problem(line_no: int, kind: str, body: bytes) -> Problem | None:
+    if is_fast_canonical(body):
+        return None
+    try:
+        check_canonical(body)
+    except CanonicalError as exc:
+        return Problem(line_no, ProblemKind.NON_CANONICAL, f"{kind} body: {exc}")
+    return None
 
 
 def _ledger_part(body: bytes, own_keys: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -112,6 +196,8 @@ class Scanner:
     max_seq: int = 0
     unreadable: int = 0  # malformed lines since the last line that parsed
     gaps: list[list[int]] = field(default_factory=list)  # [line_no, first seq, last seq]
+    parallel: bool = False  # step (3) of delegated() record lines is done elsewhere
+    fed: int = 0  # problems reported while feeding lines, before finish()
 
     def report(self, line_no: int, kind: ProblemKind, message: str) -> None:
         """Record one problem."""
@@ -139,12 +225,11 @@ class Scanner:
                 self.unreadable += 1  # it may hide a seq: see (6)
                 self.report(line_no, ProblemKind.MALFORMED, str(exc))
             return None
-        # (3) canonical form
-        if not is_fast_canonical(body):
-            try:
-                check_canonical(body)
-            except CanonicalError as exc:
-                self.report(line_no, ProblemKind.NON_CANONICAL, f"{kind} body: {exc}")
+        # (3) canonical form (some record bodies in another process: see delegated)
+        if kind != RECORD or not (self.parallel and delegated(line_no)):
+            problem = _canonical_problem(line_no, kind, body)
+            if problem is not None:
+                self.problems.append(problem)
         # (4) content hash
         digest = _sha256(body).digest()
         if digest.hex() != content_hash:
@@ -294,8 +379,26 @@ class Scanner:
                 f"root of the first {size} records is {found}, the anchor says {root}",
             )
 
+    def merge_record_problems(self, problems: list[Problem]) -> None:
+        """Insert step-(3) findings made elsewhere where feed() would have reported them:
+        after every problem of earlier lines, before the other problems of their line."""
+        fed, rest = self.problems[: self.fed], self.problems[self.fed :]
+        merged: list[Problem] = []
+        pending = iter(problems)
+        nxt = next(pending, None)
+        for problem in fed:
+            while nxt is not None and nxt.line_no <= problem.line_no:
+                merged.append(nxt)
+                nxt = next(pending, None)
+            merged.append(problem)
+        if nxt is not None:
+            merged.append(nxt)
+        merged.extend(pending)
+        self.problems = merged + rest
+
     def finish(self) -> None:
         """Close the pass: pending gaps become deletions; anchor and header checks."""
+        self.fed = len(self.problems)
         for line_no, first, last in self.gaps:
             if first <= last:
                 self._deleted(line_no, first, last)

@@ -283,3 +283,21 @@ def test_footer_count_must_be_an_integer(tmp_path: Path) -> None:
     prev = sha256_hex(lines[1][:-1])
     path.write_bytes(b"".join(lines) + encode_line(footer, sha256_hex(footer), "footer", prev, 3))
     assert [str(p.kind) for p in verify_ledger(path).problems] == ["footer-count"]
+
+
+def test_two_processes_report_exactly_what_one_does(tmp_path: Path) -> None:
+    """jobs=2 (record bodies checked in a second process) gives the very same report as
+    jobs=1, problem for problem and in the same order, on every golden defect and on a
+    ledger with non-canonical record bodies among other damage."""
+    lines = (GOLDEN / "ok.jsonl").read_bytes().splitlines(keepends=True)
+    mixed = list(lines)
+    mixed[1] = mixed[1].replace(b'"agentId":', b'"agentId": ', 1)  # a space: not canonical
+    mixed[4] = mixed[4].replace(b'"agentId":', b'"agentId": ', 1)
+    mixed[3] = mixed[3].replace(b'"hash":"', b'"hash":"0', 1)  # unreadable envelope
+    mixed.insert(5, lines[2])  # a copy
+    (tmp_path / "mixed.jsonl").write_bytes(b"".join(mixed))
+    paths = [GOLDEN / f"{name}.jsonl" for name in sorted(EXPECTED)] + [tmp_path / "mixed.jsonl"]
+    for path in paths:
+        one, two = verify_ledger(path, jobs=1), verify_ledger(path, jobs=2)
+        assert two == one, path.name
+    assert "non-canonical" in {str(p.kind) for p in verify_ledger(paths[-1], jobs=2).problems}
