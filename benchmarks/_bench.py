@@ -461,7 +461,8 @@ def _upstream_cpu(pid: int | None) -> float:
 
 def _engine_main(spec: EngineSpec) -> dict[str, Any]:
     os.environ.update(spec.env)
-    from ceredis.engine import plan_batch, run_batch
+    from ceredis.engine import run_batch
+    from ceredis.plan import plan_batch
 
     planned = time.monotonic()
     plan = plan_batch(
@@ -597,8 +598,8 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
     from dataclasses import replace
 
     from ceredis import __version__
-    from ceredis.engine import Outcome, Task, _encode
     from ceredis.evidence import submitted
+    from ceredis.pool import Outcome, Task, _encode
     from ceredis.record import score_learner
     from ceredis.referential import bundled_referential
     from ceredis.report import BatchReport, ReportFile

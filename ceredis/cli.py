@@ -172,7 +172,8 @@ def _referential_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from ceredis.engine import plan_batch, plan_resume, run_batch
+    from ceredis.engine import run_batch
+    from ceredis.plan import plan_batch, plan_resume
     from ceredis.progress import BatchConsole
 
     if args.resume:

@@ -14,8 +14,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ceredis.engine import BatchPlan, Outcome
 from ceredis.engine import Progress as ProgressHooks
+from ceredis.plan import BatchPlan
+from ceredis.pool import Outcome
 from ceredis.report import BatchReport
 
 __all__ = ["BatchConsole"]

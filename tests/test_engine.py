@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from ceredis.audit import audit_ledger
-from ceredis.engine import Progress, plan_batch, plan_resume, run_batch
+from ceredis.engine import Progress, run_batch
+from ceredis.plan import plan_batch, plan_resume
 from ceredis.referential import bundled_referential
 from ceredis.sample import write_cohort
 from ceredis.stores import parse_store_url

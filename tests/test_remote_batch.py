@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ceredis.engine import plan_batch, run_batch
+from ceredis.engine import run_batch
+from ceredis.plan import plan_batch
 from ceredis.referential import bundled_referential
 from ceredis.sample import write_cohort
 from ceredis.sources.files import read_evidence_file

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ceredis.cli import main
-from ceredis.engine import plan_batch, run_batch
+from ceredis.engine import run_batch
+from ceredis.plan import plan_batch
 from ceredis.referential import bundled_referential, parse_referential
 from ceredis.sample import write_cohort
 from ledger.reader import read_ledger

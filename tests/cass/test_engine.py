@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ceredis.engine import plan_batch, run_batch
+from ceredis.engine import run_batch
+from ceredis.plan import plan_batch
 from ceredis.sources.files import bundled_cohort, bundled_roster, read_evidence_file
 from ceredis.testing.cass_double import CassDouble, Fault
 

@@ -1,0 +1,246 @@
+"""Planning a batch: every setting resolved and checked before any work starts.
+
+A plan names the run (id, start time), the rules (the referential), where evidence
+comes from, where results go, which learners in which order, and the ledger and report
+paths. ``plan_resume`` rebuilds the plan of a killed run from its ledger's header.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ceredis import __version__
+from ceredis.config import data_dir, load_settings
+from ceredis.errors import CeredisError, ConfigError, ReplayError
+from ceredis.referential import Referential, bundled_referential, parse_referential
+from ceredis.sources import SourceSpec, prepare_source
+from ceredis.sources.files import BUNDLED_URI, bundled_roster, file_sha256
+from ceredis.stores import StoreSpec, prepare_store
+from ledger import read_ledger
+
+__all__ = [
+    "LEDGER_KIND",
+    "BatchPlan",
+    "count_selection",
+    "iter_selection",
+    "plan_batch",
+    "plan_resume",
+    "utc_now",
+]
+
+LEDGER_KIND = "ceredis-batch/1"
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Everything a run needs, checked before any work starts."""
+
+    run_id: str
+    started_at: str
+    referential: Referential
+    source: SourceSpec
+    store: StoreSpec
+    selection: dict[str, Any]
+    workers: int
+    ledger: Path
+    report: Path
+    chunksize: int | None = None
+    source_rate: float | None = None
+    resume: bool = False  # continue plan.ledger (written by an earlier, killed run)
+    embedded: bool = False  # nothing configured: bundled cohort into the embedded SQLite
+
+    def header(self) -> dict[str, Any]:
+        """The ledger header: everything needed to replay or resume, and no secret."""
+        return {
+            "kind": LEDGER_KIND,
+            "runId": self.run_id,
+            "startedAt": self.started_at,
+            "engineVersion": __version__,
+            "referentialId": self.referential.id,
+            "referentialHash": self.referential.hash,
+            "referential": self.referential.document,
+            "source": self.source.describe(),
+            "store": self.store.describe(),
+            "selection": self.selection,
+            "workers": self.workers,
+        }
+
+
+def plan_batch(
+    *,
+    agents: Sequence[str] = (),
+    agents_file: Path | None = None,
+    all_agents: bool = False,
+    source: str | None = None,
+    database: str | None = None,
+    workers: int | None = None,
+    ledger: Path | None = None,
+    report: Path | None = None,
+    chunksize: int | None = None,
+    referential: Referential | None = None,
+    env: dict[str, str] | None = None,
+) -> BatchPlan:
+    """Resolve settings (flag > environment > config file > default) and check them all.
+
+    With nothing configured this is the embedded default: the bundled cohort, scored
+    into SQLite under the user data directory.
+    """
+    settings = load_settings(
+        {"max_workers": workers, "source": source, "database": database}, env=env
+    )
+    chosen = [bool(agents), agents_file is not None, all_agents]
+    if sum(chosen) > 1:
+        raise ConfigError("choose the learners with one of --agent, --file or --all")
+    if chunksize is not None and chunksize < 1:
+        raise ConfigError(f"--chunksize must be at least 1, not {chunksize}")
+    spec = prepare_source(settings.source)
+    if agents:
+        selection: dict[str, Any] = {"agents": [_agent_id(a, "--agent") for a in agents]}
+    elif agents_file is not None:
+        selection = {
+            "file": str(Path(agents_file).resolve()),
+            "sha256": _roster_digest(agents_file),
+        }
+    elif all_agents:
+        selection = {"all": True}
+    elif settings.source in (None, BUNDLED_URI):
+        roster = bundled_roster()
+        selection = {"file": str(roster), "sha256": file_sha256(roster), "bundled": True}
+    else:
+        raise ConfigError(
+            "no learners chosen: give --agent ID (repeatable), --file agents.txt or --all"
+        )
+    home = data_dir()
+    store_url = settings.database or f"sqlite:///{home / 'ceredis.sqlite'}"
+    store = prepare_store(store_url)
+    run_id = str(uuid.uuid4())
+    ledger_dir = settings.ledger_dir or home / "ledgers"
+    ledger_path = Path(ledger) if ledger else ledger_dir / f"{run_id}.jsonl"
+    if ledger_path.exists():
+        raise ConfigError(f"ledger {ledger_path} already exists; use --resume to continue it")
+    return BatchPlan(
+        run_id=run_id,
+        started_at=utc_now(),
+        referential=referential or bundled_referential(),
+        source=spec,
+        store=store,
+        selection=selection,
+        workers=settings.max_workers,
+        ledger=ledger_path,
+        report=Path(report) if report else ledger_path.with_suffix(".report.json"),
+        chunksize=chunksize,
+        source_rate=settings.source_rate,
+        embedded=settings.source is None and settings.database is None,
+    )
+
+
+def plan_resume(
+    ledger: Path,
+    *,
+    database: str | None = None,
+    workers: int | None = None,
+    report: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> BatchPlan:
+    """A plan that finishes the run recorded in an unfinished ledger (``--resume``).
+
+    The run id, referential, source and learner selection come from the ledger header;
+    the learners already recorded are checked against the selection and skipped.
+    """
+    ledger = Path(ledger)
+    with closing(read_ledger(ledger)) as records:
+        header = _ledger_header(records, ledger)
+    settings = load_settings({"max_workers": workers, "database": database}, env=env)
+    referential = parse_referential(header["referential"], f"{ledger} header")
+    source = header["source"]
+    spec = prepare_source(source["uri"])
+    if spec.sha256 != source.get("sha256"):
+        raise ConfigError(
+            f"the evidence file {source['uri']} changed since the run started (sha256 "
+            f"{spec.sha256[:12]}… instead of {source.get('sha256', '?')[:12]}…); resuming "
+            "would mix two versions of the evidence"
+        )
+    selection = header["selection"]
+    if "file" in selection and _roster_digest(Path(selection["file"])) != selection["sha256"]:
+        raise ConfigError(f"the learner list {selection['file']} changed since the run started")
+    store_url = settings.database or header["store"]["url"]
+    if "***" in store_url:
+        raise ConfigError(
+            "the run's database URL holds a password, which the ledger does not keep: "
+            "give it again with --database or CEREDIS_DATABASE_URL"
+        )
+    return BatchPlan(
+        run_id=header["runId"],
+        started_at=header["startedAt"],
+        referential=referential,
+        source=spec,
+        store=prepare_store(store_url),
+        selection=selection,
+        workers=settings.max_workers,
+        ledger=ledger,
+        report=Path(report) if report else ledger.with_suffix(".report.json"),
+        source_rate=settings.source_rate,
+        resume=True,
+    )
+
+
+def _ledger_header(records: Iterable[Any], path: Path) -> dict[str, Any]:
+    for record in records:
+        header = record.body.get("meta") if record.kind == "header" else None
+        if header is None or header.get("kind") != LEDGER_KIND:
+            raise ReplayError(f"{path} is not a CEREDIS batch ledger (no {LEDGER_KIND} header)")
+        return header
+    raise ReplayError(f"{path} is empty: nothing to resume")
+
+
+def _agent_id(text: str, where: str) -> str:
+    agent = text.strip()
+    if not agent:
+        raise ConfigError(f"{where}: an empty learner id")
+    return agent
+
+
+def _roster_digest(path: Path) -> str:
+    try:
+        return file_sha256(Path(path))
+    except CeredisError:
+        raise ConfigError(f"cannot read the learner list {path}") from None
+
+
+def iter_selection(
+    selection: dict[str, Any], source: SourceSpec, limiter: Any = None
+) -> Iterator[str]:
+    """The learner ids of a run, in their deterministic order, streamed."""
+    if "agents" in selection:
+        yield from selection["agents"]
+    elif "file" in selection:
+        with open(selection["file"], encoding="utf-8-sig") as lines:
+            for line in lines:
+                agent = line.strip()
+                if agent and not agent.startswith("#"):
+                    yield agent
+    else:
+        client = source.open(limiter=limiter)
+        try:
+            yield from client.agents()
+        finally:
+            client.close()
+
+
+def count_selection(selection: dict[str, Any], source: SourceSpec) -> int | None:
+    """How many learners a run has, when it is cheap to know (for the progress bar)."""
+    if "agents" in selection:
+        return len(selection["agents"])
+    if "file" in selection:
+        return sum(1 for _ in iter_selection(selection, source))
+    return None
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,406 @@
+"""The worker pool: ``Pool.imap`` over chunks of learners, fed through a bounded window,
+that survives killed workers.
+
+Each worker opens its own evidence source and result store in the pool initializer
+(never inherited through fork), scores a chunk, writes it in one transaction and returns
+canonical ledger records; results come back in input order. ``Pool.imap`` blocks forever
+when a worker is killed (CPython gh-66587), so the parent watches the workers' pids:
+when one dies, the pool is replaced, the unfinished chunks are fed again, and the learner
+that was in flight is retried once, then recorded as ``ERROR``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from ceredis import __version__
+from ceredis.errors import CeredisError
+from ceredis.evidence import submitted
+from ceredis.plan import BatchPlan
+from ceredis.record import learner_record, score_learner
+from ceredis.referential import Referential
+from ceredis.scoring import error_result
+from ceredis.sources import SourceSpec
+from ceredis.stores import ResultRow, StoreSpec
+from ledger.canonical import Fragment, canonical
+
+__all__ = ["Outcome", "Task", "limiter_for", "scored"]
+
+MAX_CHUNK = 64
+CHUNK_SECONDS = 0.25  # aim for chunks of about this duration (dispatch cost ≪ work)
+_POLL = 0.25  # seconds between dead-worker checks while the head of the queue waits
+_FORK = mp.get_context("fork")  # workers inherit the plan; nothing is opened before fork
+
+
+class Task(NamedTuple):
+    """One learner to score: its position in the run, and how often a worker died on it."""
+
+    index: int
+    agent_id: str
+    deaths: int = 0
+
+
+class Outcome(NamedTuple):
+    """One scored learner, as a worker returns it to the parent."""
+
+    index: int
+    agent_id: str
+    status: str
+    score: Decimal | None
+    level: str | None
+    record: bytes  # canonical ledger record body
+    worker: int
+    duration_ms: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What every worker receives once, through the pool initializer."""
+
+    run_id: str
+    run_started_at: str
+    referential: Referential
+    source: SourceSpec
+    store: StoreSpec
+    slots: Any  # shared array: (pid, learner index) per worker slot
+    slot_counter: Any
+    parent_pid: int
+    limiter: Any = None
+
+
+class _Worker:
+    """Per-process state: the source client and store connection, opened after fork."""
+
+    def __init__(self, context: WorkerContext) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+        _die_with_parent(context.parent_pid)
+        self.context = context
+        self.pid = os.getpid()
+        with context.slot_counter.get_lock():
+            self.slot = context.slot_counter.value % (len(context.slots) // 2)
+            context.slot_counter.value += 1
+        context.slots[2 * self.slot] = self.pid
+        context.slots[2 * self.slot + 1] = -1
+        self.source: Any = None
+        self.store: Any = None
+        self.source_error = self.store_error = None
+        self._connect()
+
+    def _connect(self) -> None:
+        if self.source is None:
+            try:
+                self.source = self.context.source.open(limiter=self.context.limiter)
+            except CeredisError as exc:
+                self.source_error = f"evidence source unavailable in this worker: {exc}"
+        if self.store is None:
+            try:
+                self.store = self.context.store.open()
+            except CeredisError as exc:
+                self.store_error = f"result store unavailable in this worker: {exc}"
+
+    def run(self, chunk: Sequence[Task]) -> list[Outcome]:
+        self._connect()
+        slots = self.context.slots
+        scored = []
+        for task in chunk:
+            slots[2 * self.slot + 1] = task.index
+            started = time.perf_counter()
+            result, inputs = self._score(task)
+            scored.append((task, result, inputs, (time.perf_counter() - started) * 1000))
+        outcomes = self._store(scored)
+        slots[2 * self.slot + 1] = -1
+        return outcomes
+
+    def _score(self, task: Task) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        referential = self.context.referential
+        if task.deaths >= 2:
+            message = "worker process died while scoring this learner (twice); not retried"
+            return error_result(task.agent_id, referential, message), None
+        if self.source is None:
+            return error_result(task.agent_id, referential, self.source_error), None
+        try:
+            records = [submitted(r) for r in self.source.fetch(task.agent_id)]
+        except CeredisError as exc:
+            return error_result(task.agent_id, referential, f"evidence source: {exc}"), None
+        try:
+            return score_learner(task.agent_id, records, referential, engine_version=__version__)
+        except Exception as exc:  # a bug for one learner must not stop the batch: record it
+            message = f"internal error while scoring: {type(exc).__name__}: {exc}"
+            return error_result(task.agent_id, referential, message), None
+
+    def _store(self, scored: list[tuple[Task, dict, dict | None, float]]) -> list[Outcome]:
+        """Write the chunk in one transaction; a learner the store refuses becomes ERROR."""
+        encoded = {
+            task.index: _encode(self.context.run_id, task, result, inputs)
+            for task, result, inputs, _ in scored
+        }
+        started = time.perf_counter()
+        rows = [row for _, row in encoded.values()]
+        if self.store is None:
+            errors = {row.agent_id: self.store_error for row in rows}
+        else:
+            errors = self.store.write_results(rows, self.context.run_started_at)
+        write_ms = (time.perf_counter() - started) * 1000 / len(scored)
+        outcomes = []
+        for task, result, _inputs, duration in scored:
+            record = encoded[task.index][0]
+            if task.agent_id in errors:
+                message = f"result store: {errors[task.agent_id]}"
+                result = error_result(task.agent_id, self.context.referential, message)
+                record = _encode(self.context.run_id, task, result, None)[0]
+            outcomes.append(
+                Outcome(
+                    task.index,
+                    task.agent_id,
+                    result["status"],
+                    result["ceredisScore"],
+                    result["cecrlLevel"],
+                    record,
+                    self.pid,
+                    duration + write_ms,
+                    result.get("error"),
+                )
+            )
+        return outcomes
+
+
+_worker: _Worker | None = None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this worker if the parent dies (a killed batch leaves no orphans)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: orphans exit when their queue closes
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _init_worker(context: WorkerContext) -> None:
+    global _worker
+    _worker = _Worker(context)
+
+
+def _score_chunk(chunk: Sequence[Task]) -> list[Outcome]:
+    assert _worker is not None, "the pool initializer did not run"
+    return _worker.run(chunk)
+
+
+def _encode(
+    run_id: str, task: Task, result: dict[str, Any], inputs: dict[str, Any] | None
+) -> tuple[bytes, ResultRow]:
+    """The learner's ledger record (canonical bytes) and database row, each part encoded
+    once: the row's JSON columns are the very bytes embedded in the record."""
+    ok = result["status"] == "OK"
+    domains = Fragment(canonical(result["domainScores"])) if ok else None
+    competencies = Fragment(canonical(result["competencies"])) if ok else None
+    encoded = Fragment(
+        canonical({**result, "domainScores": domains, "competencies": competencies})
+        if ok
+        else canonical(result)
+    )
+    record = canonical({**learner_record(task.agent_id, result, inputs), "result": encoded})
+    row = ResultRow(
+        run_id=run_id,
+        agent_id=task.agent_id,
+        position=task.index,
+        status=result["status"],
+        ceredis_score=result["ceredisScore"],
+        band_level=result["bandLevel"],
+        cecrl_level=result["cecrlLevel"],
+        domain_scores=domains.decode() if domains is not None else None,
+        competencies=competencies.decode() if competencies is not None else None,
+        result=encoded.decode(),
+        error=result.get("error"),
+        content_hash=hashlib.sha256(record).hexdigest(),
+    )
+    return record, row
+
+
+@dataclass
+class _Feeder:
+    """Feeds chunks to ``imap`` through a bounded window, and remembers unconsumed ones.
+
+    ``imap`` drains its input eagerly in a background thread; the semaphore makes that
+    thread wait, so memory stays O(window) whatever the cohort size.
+    """
+
+    pending: deque[list[Task]]
+    tasks: Iterator[Task]
+    window: int
+    fixed_chunk: int | None
+    seconds_per_learner: float = 0.0
+    inflight: deque[list[Task]] = field(default_factory=deque)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.Semaphore(self.window)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[list[Task]]:
+        while True:
+            chunk = self.pending.popleft() if self.pending else self._next_chunk()
+            if not chunk:
+                return
+            while not self._slots.acquire(timeout=0.1):
+                if self.stop.is_set():
+                    self.pending.appendleft(chunk)
+                    return
+            if self.stop.is_set():
+                self.pending.appendleft(chunk)
+                return
+            with self._lock:
+                self.inflight.append(chunk)
+            yield chunk
+
+    def _next_chunk(self) -> list[Task]:
+        size = self.fixed_chunk or self._auto_size()
+        chunk = []
+        for task in self.tasks:
+            chunk.append(task)
+            if len(chunk) >= size:
+                break
+        return chunk
+
+    def _auto_size(self) -> int:
+        if self.seconds_per_learner <= 0:
+            return 4
+        return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / self.seconds_per_learner)))
+
+    def consumed(self) -> list[Task]:
+        with self._lock:
+            chunk = self.inflight.popleft()
+        self._slots.release()
+        return chunk
+
+    def leftover(self) -> deque[list[Task]]:
+        """Chunks not yet consumed, in order (call once the pool has stopped)."""
+        return deque([*self.inflight, *self.pending])
+
+
+class _WorkerDied(Exception):
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(f"worker died while scoring {indexes}")
+        self.indexes = indexes
+
+
+def scored(plan: BatchPlan, tasks: Iterator[Task], limiter: Any) -> Iterator[Outcome]:
+    """Score *tasks* on a pool, in order, surviving killed workers."""
+    ctx = _FORK
+    pending: deque[list[Task]] = deque()
+    deaths: dict[int, int] = {}
+    seconds = 0.0
+    while True:
+        slots = ctx.Array("q", 2 * (2 * plan.workers + 8), lock=False)
+        context = WorkerContext(
+            plan.run_id,
+            plan.started_at,
+            plan.referential,
+            plan.source,
+            plan.store,
+            slots,
+            ctx.Value("i", 0),
+            os.getpid(),
+            limiter,
+        )
+        feeder = _Feeder(pending, tasks, 2 * plan.workers + 2, plan.chunksize, seconds)
+        pool = ctx.Pool(plan.workers, initializer=_init_worker, initargs=(context,))
+        try:
+            results = pool.imap(_score_chunk, feeder, chunksize=1)
+            while True:
+                try:
+                    chunk = results.next(timeout=_POLL)
+                except StopIteration:
+                    return
+                except mp.TimeoutError:
+                    dead = _dead_slots(slots)
+                    if dead is not None:
+                        raise _WorkerDied(dead) from None
+                    continue
+                feeder.consumed()
+                yield from chunk
+                feeder.seconds_per_learner = seconds = _mean_time(chunk, seconds)
+        except _WorkerDied as died:
+            for index in died.indexes:
+                deaths[index] = deaths.get(index, 0) + 1
+        finally:
+            feeder.stop.set()
+            _shutdown(pool)
+        pending = deque(
+            [[t._replace(deaths=deaths.get(t.index, 0)) for t in c] for c in feeder.leftover()]
+        )
+
+
+def limiter_for(plan: BatchPlan) -> Any:
+    """One request-rate limit shared by every process of a remote-source batch."""
+    if plan.source.kind == "file":
+        return None
+    from ceredis.sources.ratelimit import RateLimiter
+
+    limiter = RateLimiter.from_env(context=_FORK)  # default rate, CEREDIS_SOURCE_BURST
+    if plan.source_rate is not None:
+        limiter = RateLimiter(plan.source_rate, burst=limiter.burst, context=_FORK)
+    return limiter
+
+
+def _dead_slots(slots: Any) -> list[int] | None:
+    """Learner indexes held by dead workers ([] if a dead worker held none), else None."""
+    dead = None
+    for i in range(0, len(slots), 2):
+        pid, index = slots[i], slots[i + 1]
+        if pid and not _alive(pid):
+            dead = dead or []
+            if index >= 0:
+                dead.append(index)
+            slots[i] = 0  # count each death once
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # not Linux: fall back to a signal probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _shutdown(pool: Any) -> None:
+    """Terminate a pool without risking the known terminate() hang (gh-78178)."""
+    workers = list(getattr(pool, "_pool", []))
+    stopper = threading.Thread(target=pool.terminate, daemon=True)
+    stopper.start()
+    stopper.join(10)
+    if stopper.is_alive():
+        for process in workers:
+            if process.is_alive():
+                process.kill()
+        stopper.join(5)
+
+
+def _mean_time(chunk: Sequence[Outcome], previous: float) -> float:
+    if not chunk:
+        return previous
+    current = sum(o.duration_ms for o in chunk) / len(chunk) / 1000
+    return current if previous == 0 else 0.7 * previous + 0.3 * current
