@@ -133,6 +133,9 @@ class _Worker:
             records = [submitted(r) for r in self.source.fetch(task.agent_id)]
         except CeredisError as exc:
             return error_result(task.agent_id, referential, f"evidence source: {exc}"), None
+        except Exception as exc:  # a bug for one learner must not stop the batch: record it
+            message = f"internal error in the evidence source: {type(exc).__name__}: {exc}"
+            return error_result(task.agent_id, referential, message), None
         try:
             return score_learner(task.agent_id, records, referential, engine_version=__version__)
         except Exception as exc:  # a bug for one learner must not stop the batch: record it
@@ -150,7 +153,11 @@ class _Worker:
         if self.store is None:
             errors = {row.agent_id: self.store_error for row in rows}
         else:
-            errors = self.store.write_results(rows, self.context.run_started_at)
+            try:
+                errors = self.store.write_results(rows, self.context.run_started_at)
+            except Exception as exc:  # recorded for each learner of the chunk, not raised
+                message = f"internal error in the result store: {type(exc).__name__}: {exc}"
+                errors = {row.agent_id: message for row in rows}
         write_ms = (time.perf_counter() - started) * 1000 / len(scored)
         outcomes = []
         for task, result, _inputs, duration in scored:

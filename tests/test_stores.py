@@ -155,3 +155,21 @@ def test_store_urls_are_checked(url, message):
     else:
         with pytest.raises(ConfigError, match=message):
             parse_store_url(url)
+
+
+@pytest.mark.postgres
+def test_a_dropped_postgresql_connection_is_reopened(pg_url, pg_dsn):
+    """When the server drops a worker's connection (restart, failover), the next chunk
+    fails only once: the store reconnects and writes the chunk after it."""
+    import psycopg
+
+    store = prepare_store(pg_url).open()
+    store.start_run(RUN)
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (store.backend_pid,))
+    first = store.write_results([row("L1")], RUN.started_at)
+    second = store.write_results([row("L2")], RUN.started_at)
+    assert list(first) in (["L1"], [])  # the write that meets the dropped socket may fail
+    assert second == {}
+    assert "L2" in {r.agent_id for r in store.iter_results(RUN.run_id)}
+    store.close()

@@ -30,11 +30,10 @@ class PostgresStore(SqlStore):
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
         self.url = url
         self._password = urlsplit(url).password
+        self._connect_timeout = connect_timeout
         self.opened_by_pid = os.getpid()
         try:
-            self.conn = psycopg.connect(
-                url, autocommit=True, connect_timeout=connect_timeout, application_name="ceredis"
-            )
+            self.conn = self._connect()
         except psycopg.Error as exc:
             raise StoreError(
                 f"cannot connect to PostgreSQL at {redact_url(url)}: {self._error(exc)} — "
@@ -48,6 +47,19 @@ class PostgresStore(SqlStore):
                 f"cannot create or migrate the CEREDIS schema at {redact_url(url)}: "
                 f"{self._error(exc)}"
             ) from None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=self._connect_timeout,
+            application_name="ceredis",
+        )
+
+    def _reconnect_if_lost(self) -> None:
+        if self.conn.broken or self.conn.closed:
+            self.conn.close()
+            self.conn = self._connect()
 
     @property
     def backend_pid(self) -> int:

@@ -61,6 +61,9 @@ class SqlStore:
     def _lock_schema(self) -> None:
         """Serialize concurrent migrations (called inside the migration transaction)."""
 
+    def _reconnect_if_lost(self) -> None:
+        """Open a new connection if the server dropped this one (a restart, a failover)."""
+
     def _error(self, exc: Exception) -> str:
         """A one-line, secret-free description of a driver error."""
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -140,6 +143,7 @@ class SqlStore:
         if not rows:
             return {}
         try:
+            self._reconnect_if_lost()
             with self._transaction():
                 return self._write(rows, run_started_at)
         except self.driver_error as exc:
