@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from ceredis.errors import ConfigError, EvidenceFileError
+from ceredis.evidence import FIELDS
 from ceredis.scoring import evaluate
 from ceredis.sources import prepare_source
 from ledger.canonical import canonical
@@ -21,21 +22,11 @@ def write_jsonl(path, records, extra_lines=()):
 
 
 def write_csv(path, records):
-    fields = [
-        "evidenceId",
-        "agentId",
-        "competencyId",
-        "evidenceType",
-        "rawScore",
-        "timestamp",
-        "context",
-        "validator",
-    ]
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fields)
+        writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
         for r in records:
-            writer.writerow({k: r.get(k, "") for k in fields})
+            writer.writerow({k: r.get(k, "") for k in FIELDS})
     return path
 
 
