@@ -9,7 +9,7 @@ count, the chunking or the restarts.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -49,12 +49,7 @@ class Progress:
     def stop(self) -> None: ...
 
 
-def run_batch(
-    plan: BatchPlan,
-    progress: Progress | None = None,
-    *,
-    on_outcome: Callable[[Outcome], None] | None = None,
-) -> BatchReport:
+def run_batch(plan: BatchPlan, progress: Progress | None = None) -> BatchReport:
     """Run a planned batch to the end; return its report (see BatchReport.return_code)."""
     progress = progress or Progress()
     started = time.monotonic()
@@ -99,8 +94,6 @@ def run_batch(
                 outcome.error,
             )
             progress.advance(outcome)
-            if on_outcome:
-                on_outcome(outcome)
         report.finished_at = utc_now()
         footer = writer.finish(
             {

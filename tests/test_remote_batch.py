@@ -217,6 +217,17 @@ def _kill_when_fetched(cass: CassDouble, agent: str, stop: threading.Event) -> N
         time.sleep(0.02)
 
 
+def ceredis_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ceredis ARGS` as a real process, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "ceredis", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def _children() -> list[int]:
     me, found = os.getpid(), []
     for entry in os.listdir("/proc"):
@@ -252,40 +263,24 @@ def test_no_secret_reaches_the_ledger_report_logs_or_errors(
             "CEREDIS_SOURCE_RETRIES": "1",
             "CEREDIS_SOURCE_RATE": "500",
         }
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ceredis",
-                "batch",
-                "--source",
-                cass.source_uri,
-                "--file",
-                str(files.roster),
-                "--ledger",
-                str(tmp_path / "s.jsonl"),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        done = ceredis_cli(
+            env,
+            "batch",
+            "--source",
+            cass.source_uri,
+            "--file",
+            str(files.roster),
+            "--ledger",
+            str(tmp_path / "s.jsonl"),
         )
-        bad = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ceredis",
-                "batch",
-                "--source",
-                cass.source_uri,
-                "--database",
-                database.replace("127.0.0.1", "127.0.0.1:1"),
-                "--all",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        bad = ceredis_cli(
+            env,
+            "batch",
+            "--source",
+            cass.source_uri,
+            "--database",
+            database.replace("127.0.0.1", "127.0.0.1:1"),
+            "--all",
         )
         journal = json.dumps([vars(e) for e in cass.journal], default=str)
     assert done.returncode == 1 and bad.returncode == 2, (done.stderr, bad.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar
@@ -31,7 +30,6 @@ class PostgresStore(SqlStore):
         self.url = url
         self._password = urlsplit(url).password
         self._connect_timeout = connect_timeout
-        self.opened_by_pid = os.getpid()
         try:
             self.conn = self._connect()
         except psycopg.Error as exc:

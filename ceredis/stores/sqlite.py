@@ -6,7 +6,6 @@ WAL mode lets the workers write concurrently with readers; each write is one
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +28,6 @@ class SqliteStore(SqlStore):
 
     def __init__(self, path: Path, *, busy_timeout: float = 60.0) -> None:
         self.path = Path(path)
-        self.opened_by_pid = os.getpid()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
