@@ -7,6 +7,7 @@ WAL mode lets the workers write concurrently with readers; each write is one
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,12 +32,24 @@ class SqliteStore(SqlStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            self._use_wal(time.monotonic() + busy_timeout)
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the SQLite database {self.path}: {exc}") from None
+
+    def _use_wal(self, deadline: float) -> None:
+        # Switching a new file to WAL can fail with "database is locked" at once, without
+        # the busy timeout, while another process creates the same file: retry until due.
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
