@@ -80,7 +80,7 @@ def check_key_name(name: str) -> None:
     bad = next((c for c in name if c in _WHITE_SPACE or c == "+" or c < " "), None)
     if bad is not None:
         raise SignatureError(
-            f"key name {name!r} contains U+{ord(bad):04X}; spaces and + are not allowed"
+            f"a key name must not contain U+{ord(bad):04X} (no spaces, no +, no controls)"
         )
     _utf8(name, "a key name")
 
