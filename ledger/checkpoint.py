@@ -41,8 +41,10 @@ class Checkpoint:
         _check_line(self.origin, "the origin")
         if type(self.size) is not int or not 0 <= self.size <= MAX_TREE_SIZE:
             raise SignatureError(f"checkpoint tree size must be an integer in 0..{MAX_TREE_SIZE}")
-        if not isinstance(self.root, bytes) or len(self.root) != 32:
-            raise SignatureError("checkpoint root hash must be 32 bytes (SHA-256)")
+        if not isinstance(self.root, bytes):
+            raise SignatureError("checkpoint root hash must be bytes")
+        if len(self.root) != 32:
+            raise SignatureError(f"checkpoint root hash is {len(self.root)} bytes, not 32")
         for n, line in enumerate(self.extensions, 4):
             _check_line(line, f"extension line {n}")
 
