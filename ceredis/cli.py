@@ -153,6 +153,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path)
     check.set_defaults(handler=_referential_validate)
+
+    keygen = commands.add_parser(
+        "keygen",
+        help="write an Ed25519 key pair for signing checkpoints",
+        description="Write PREFIX.key (the private signer key, 0600; CEREDIS_SIGNING_KEY "
+        "names it) and PREFIX.pub (the C2SP verifier key line NAME+<key id>+<base64>).",
+        epilog="Exit codes: 0 written, 2 a file exists or cannot be written (never overwritten).",
+    )
+    keygen.add_argument("name", metavar="NAME", help="the key's name, e.g. example.org/ceredis")
+    keygen.add_argument("--out", required=True, metavar="PREFIX", help="PREFIX.key, PREFIX.pub")
+    keygen.set_defaults(handler=_keygen)
+
+    prove = commands.add_parser(
+        "prove",
+        help="write one learner's proof of their result, to check without the ledger",
+        description="Bundle the learner's record line, its RFC 6962 inclusion proof and the "
+        "run's checkpoint (<ledger stem>.checkpoint, when there is one) into a private file.",
+        epilog="Exit codes: 0 written, 1 the ledger fails integrity or is unfinished, "
+        "2 unreadable ledger or the learner is not in it.",
+    )
+    prove.add_argument("ledger", type=Path, metavar="LEDGER")
+    prove.add_argument("--agent", required=True, metavar="ID", help="the learner's id")
+    prove.add_argument("--out", required=True, type=Path, metavar="FILE", help="the proof file")
+    prove.set_defaults(handler=_prove)
+
+    check_proof = commands.add_parser(
+        "check-proof",
+        help="check a learner's proof offline and print their result",
+        description="Check the record line against the proof's content hash, its audit path "
+        "up to the root, the root against --root, and the checkpoint's signature with --key.",
+        epilog="Exit codes: 0 verified, 1 refused (the message names what failed), "
+        "2 unreadable proof or key file.",
+    )
+    check_proof.add_argument("proof", type=Path, metavar="FILE")
+    check_proof.add_argument("--key", type=Path, metavar="PUBFILE", help="the verifier key")
+    check_proof.add_argument("--root", metavar="HEX", help="the published resultsRoot")
+    check_proof.set_defaults(handler=_check_proof)
     return parser
 
 
@@ -287,3 +324,57 @@ def _referential_validate(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     return EXIT_OK
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from ceredis.proofs import write_key_pair
+
+    private, public, verifier = write_key_pair(args.name, args.out)
+    Console().print(
+        f"wrote the private key {private} (secret: point CEREDIS_SIGNING_KEY at it) and the "
+        f"verifier key {public}: {verifier.encode()}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return EXIT_OK
+
+
+def _prove(args: argparse.Namespace) -> int:
+    from ceredis.proofs import ProofRefused, prove_agent, write_proof
+
+    try:
+        proof = prove_agent(args.ledger, args.agent)
+    except ProofRefused as exc:
+        _refused(exc)
+        return EXIT_FAILED
+    out = write_proof(proof, args.out)
+    inclusion = proof.inclusion
+    checkpoint = "with the run's checkpoint" if proof.checkpoint else "no checkpoint"
+    Console().print(
+        f"wrote the proof of {args.agent} (record {inclusion.index + 1} of {inclusion.size}, "
+        f"root {inclusion.root}, {checkpoint}) to {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return EXIT_OK
+
+
+def _check_proof(args: argparse.Namespace) -> int:
+    from ceredis.proofs import ProofRefused, check_proof, read_proof_file
+    from ledger.note import read_verifier_key
+
+    data = read_proof_file(args.proof)
+    key = read_verifier_key(args.key) if args.key else None
+    try:
+        checked = check_proof(data, key=key, root=args.root)
+    except ProofRefused as exc:
+        _refused(exc)
+        return EXIT_FAILED
+    Console().print(checked.summary(), highlight=False, soft_wrap=True)
+    return EXIT_OK
+
+
+def _refused(exc: Exception) -> None:
+    Console(stderr=True).print(
+        Text.assemble(("refused: ", "bold red"), str(exc)), highlight=False, soft_wrap=True
+    )
