@@ -112,6 +112,7 @@ class CheckedProof:
 
 
 def _or_none(value: Any) -> str:
+    """A result field as printed: ``none`` for a learner without a score or level."""
     return "none" if value is None else str(value)
 
 
@@ -294,6 +295,7 @@ def _read_bundle(data: bytes) -> dict[str, Any]:
 
 
 def _inclusion(data: Any) -> InclusionProof:
+    """The bundle's ``ledger-proof/1`` object, read strictly."""
     try:
         return InclusionProof.from_json(data)
     except LedgerError as exc:
@@ -353,6 +355,7 @@ def _check_checkpoint(
 def _checked(
     body: Mapping[str, Any], inclusion: InclusionProof, *, trusted_root: bool, signer: str | None
 ) -> CheckedProof:
+    """What the verified record says, and against what it was verified."""
     result = body.get("result") if isinstance(body.get("result"), Mapping) else {}
     return CheckedProof(
         agent_id=body["agentId"],
