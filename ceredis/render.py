@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ceredis.outcome import Status
 from ceredis.referential import Referential, show_number
 
 __all__ = ["referential_tables", "result_view"]
@@ -26,9 +27,9 @@ def result_view(result: Mapping[str, Any], referential: Referential) -> Renderab
         (result["agentId"], "bold cyan"),
         f" — referential {result['referentialVersion']} ({result['referentialHash'][:12]}…)",
     )
-    if result["status"] == "SKIPPED":
+    if result["status"] == Status.SKIPPED:
         return Group(head, Text(f"SKIPPED: {result['reason']}", style="yellow"))
-    if result["status"] == "ERROR":
+    if result["status"] == Status.ERROR:
         message = result["error"]
         summary, _, details = message.partition(": ")
         lines = [Text(f"ERROR: {summary}", style="bold red")]
