@@ -19,10 +19,11 @@ from typing import Any, NamedTuple
 
 from ceredis.errors import CeredisError, ReplayError
 from ceredis.outcome import Counts
+from ceredis.plan import LEDGER_KIND
 from ceredis.record import replay_record
 from ceredis.referential import Referential, bundled_referential, parse_referential
 from ceredis.stores import StoredResult, parse_store_url
-from ledger import salvage_records, verify_ledger
+from ledger import VerifyReport, salvage_records, verify_ledger
 from ledger.canonical import canonical
 
 __all__ = ["Audit", "Finding", "audit_ledger"]
@@ -107,7 +108,7 @@ def audit_ledger(path: Path, database: str | None = None) -> Audit:
     return audit
 
 
-def _check_integrity(audit: Audit) -> Any:
+def _check_integrity(audit: Audit) -> VerifyReport:
     """(1) Every hash, the chain, the footer's count and Merkle root; returns the check."""
     integrity = verify_ledger(audit.path)
     audit.complete = integrity.complete
@@ -125,8 +126,8 @@ def _check_integrity(audit: Audit) -> Any:
 def _check_header(audit: Audit, header: Any) -> Referential:
     """(2) A CEREDIS batch ledger whose referential parses and matches its hash."""
     path = audit.path
-    if not isinstance(header, dict) or header.get("kind") != "ceredis-batch/1":
-        raise ReplayError(f"{path}: not a CEREDIS batch ledger (its header is not ceredis-batch/1)")
+    if not isinstance(header, dict) or header.get("kind") != LEDGER_KIND:
+        raise ReplayError(f"{path}: not a CEREDIS batch ledger (its header is not {LEDGER_KIND})")
     audit.run_id = header.get("runId")
     try:
         referential = parse_referential(header["referential"], f"{path} header referential")
