@@ -7,7 +7,7 @@ Not a benchmark itself. It provides:
 * the engine's parent in a process of its own (``run_engine``): the benchmark process
   starts ``python benchmarks/_bench.py engine SPEC`` and, while it runs, samples
   ``pg_stat_activity`` and the CPU time of every process group on the machine; the
-  child runs ``plan_batch`` + ``run_batch`` with a sampling :class:`~ceredis.engine.Progress`
+  child runs ``plan_batch`` + ``run_batch`` with a sampling :class:`~ceredis.engine.ProgressHooks`
   hook (peak memory of the parent and of each worker, per-learner times);
 * the calibration (``calibrate``, also in a process of its own): the model's terms
   measured one by one on the same code paths as the engine — fetch, score, encode +
@@ -599,8 +599,9 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
 
     from ceredis import __version__
     from ceredis.evidence import submitted
-    from ceredis.pool import Outcome, Task, _encode
-    from ceredis.record import score_learner
+    from ceredis.outcome import Outcome
+    from ceredis.pool import Task, _row
+    from ceredis.record import encode_record, score_learner
     from ceredis.referential import bundled_referential
     from ceredis.report import BatchReport, ReportFile
     from ceredis.sources import prepare_source
@@ -645,7 +646,8 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
             w1, c1 = time.perf_counter(), cpu()
             result, inputs = score_learner(agent, records, referential, engine_version=__version__)
             c2 = cpu()
-            record, row = _encode(run_id, Task(index, agent), result, inputs)
+            encoded = encode_record(agent, result, inputs)
+            record, row = encoded.record, _row(run_id, Task(index, agent), result, encoded)
             c3 = cpu()
             fetch_wall += w1 - w0
             fetch_cpu += c1 - c0
@@ -728,10 +730,8 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
             for _ in range(repeat):
                 for o in outcomes:
                     writer.append_canonical(o.record)
-                    report.add(o.status)
-                    report_file.detail(
-                        o.agent_id, o.status, o.score, o.level, o.worker, o.duration_ms, o.error
-                    )
+                    report.counts.add(o.status)
+                    report_file.detail(o)
             keep(parentCost=(time.perf_counter() - t0) / (repeat * n))
         writer.finish({})
         report_file.finish(report)

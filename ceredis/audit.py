@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ceredis.errors import CeredisError, ReplayError
+from ceredis.outcome import Counts
+from ceredis.plan import LEDGER_KIND
 from ceredis.record import replay_record
-from ceredis.referential import bundled_referential, parse_referential
-from ceredis.stores import parse_store_url
-from ledger import salvage_records, verify_ledger
+from ceredis.referential import Referential, bundled_referential, parse_referential
+from ceredis.stores import StoredResult, parse_store_url
+from ledger import VerifyReport, salvage_records, verify_ledger
 from ledger.canonical import canonical
 
 __all__ = ["Audit", "Finding", "audit_ledger"]
-
-_COUNTED = {"OK": "ok", "SKIPPED": "skipped", "ERROR": "failed"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,15 @@ class Audit:
         }
 
 
+class _Recorded(NamedTuple):
+    """What the database check needs of one ledger record."""
+
+    line: int
+    agent_id: str | None
+    content_hash: str
+    result: dict[str, Any]
+
+
 def audit_ledger(path: Path, database: str | None = None) -> Audit:
     """Run every check on the ledger at *path* (and the database at *database*).
 
@@ -90,8 +99,18 @@ def audit_ledger(path: Path, database: str | None = None) -> Audit:
     """
     path = Path(path)
     audit = Audit(path)
-    # (1) integrity
-    integrity = verify_ledger(path)
+    integrity = _check_integrity(audit)
+    referential = _check_header(audit, integrity.header)
+    counts, recorded = _replay(audit, referential, keep=database is not None)
+    _check_footer_counts(audit, integrity.footer, counts)
+    if database is not None:
+        _check_database(audit, database, recorded, audit.results_root)
+    return audit
+
+
+def _check_integrity(audit: Audit) -> VerifyReport:
+    """(1) Every hash, the chain, the footer's count and Merkle root; returns the check."""
+    integrity = verify_ledger(audit.path)
     audit.complete = integrity.complete
     audit.results_root = integrity.root if integrity.complete else None
     for problem in integrity.problems:
@@ -99,12 +118,16 @@ def audit_ledger(path: Path, database: str | None = None) -> Audit:
     if not integrity.complete and not integrity.problems:
         audit.notes.append(
             "incomplete run: the ledger has no footer (the batch was interrupted); "
-            f"finish it with `ceredis batch --resume {path}`"
+            f"finish it with `ceredis batch --resume {audit.path}`"
         )
-    # (2) header
-    header = integrity.header
-    if not isinstance(header, dict) or header.get("kind") != "ceredis-batch/1":
-        raise ReplayError(f"{path}: not a CEREDIS batch ledger (its header is not ceredis-batch/1)")
+    return integrity
+
+
+def _check_header(audit: Audit, header: Any) -> Referential:
+    """(2) A CEREDIS batch ledger whose referential parses and matches its hash."""
+    path = audit.path
+    if not isinstance(header, dict) or header.get("kind") != LEDGER_KIND:
+        raise ReplayError(f"{path}: not a CEREDIS batch ledger (its header is not {LEDGER_KIND})")
     audit.run_id = header.get("runId")
     try:
         referential = parse_referential(header["referential"], f"{path} header referential")
@@ -127,15 +150,22 @@ def audit_ledger(path: Path, database: str | None = None) -> Audit:
             f"from the installed {installed.id} ({installed.hash[:12]}…); the recorded one "
             "was used for the replay"
         )
-    # (3) replay, and (4) counts
-    counts = {"ok": 0, "skipped": 0, "failed": 0}
-    rows: list[tuple[int, str, str, dict[str, Any]]] = []
-    for record in salvage_records(path):
+    return referential
+
+
+def _replay(
+    audit: Audit, referential: Referential, *, keep: bool
+) -> tuple[Counts, list[_Recorded]]:
+    """(3) Every record recomputed from its inputs and compared byte for byte; returns the
+    statuses counted, and (when *keep*) what the database check needs of each record."""
+    counts = Counts()
+    recorded: list[_Recorded] = []
+    for record in salvage_records(audit.path):
         body = record.body
         agent = body.get("agentId")
         audit.records += 1
         result = body.get("result") or {}
-        counts[_COUNTED.get(result.get("status"), "failed")] += 1
+        counts.add(result.get("status"))
         if result.get("referentialHash") != referential.hash:
             audit.findings.append(
                 Finding(
@@ -154,24 +184,26 @@ def audit_ledger(path: Path, database: str | None = None) -> Audit:
                 audit.findings.append(
                     Finding(record.line_no, agent, "replay mismatch", _difference(body, recomputed))
                 )
-        if database is not None:
-            rows.append((record.line_no, agent, record.content_hash, result))
-    footer = integrity.footer
-    if isinstance(footer, dict) and isinstance(footer.get("counts"), dict):
-        recorded = {k: footer["counts"].get(k) for k in counts}
-        if recorded != counts:
-            audit.findings.append(
-                Finding(
-                    None,
-                    None,
-                    "footer counts mismatch",
-                    f"the footer says {recorded}, the records say {counts}",
-                )
+        if keep:
+            recorded.append(_Recorded(record.line_no, agent, record.content_hash, result))
+    return counts, recorded
+
+
+def _check_footer_counts(audit: Audit, footer: Any, counts: Counts) -> None:
+    """(4) The footer's ok / skipped / failed are what the records say."""
+    if not (isinstance(footer, dict) and isinstance(footer.get("counts"), dict)):
+        return
+    expected = counts.by_status()
+    said = {k: footer["counts"].get(k) for k in expected}
+    if said != expected:
+        audit.findings.append(
+            Finding(
+                None,
+                None,
+                "footer counts mismatch",
+                f"the footer says {said}, the records say {expected}",
             )
-    # (5) database
-    if database is not None:
-        _check_database(audit, database, rows, integrity.root if integrity.complete else None)
-    return audit
+        )
 
 
 def _difference(recorded: Any, recomputed: Any, prefix: str = "") -> str:
@@ -203,38 +235,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
-def _check_database(
-    audit: Audit, url: str, rows: list[tuple[int, str, str, dict[str, Any]]], root: str | None
-) -> None:
-    store = parse_store_url(url).open()
-    try:
-        run = store.get_run(audit.run_id or "")
-        if run is None:
-            audit.findings.append(
-                Finding(
-                    None,
-                    None,
-                    "database: run missing",
-                    f"run {audit.run_id} is not in the database",
-                )
-            )
-            return
-        if root is not None and run.results_root != root:
-            audit.findings.append(
-                Finding(
-                    None,
-                    None,
-                    "database: root mismatch",
-                    f"the run row says resultsRoot {run.results_root}, the ledger {root}",
-                )
-            )
-        stored = {row.agent_id: row for row in store.iter_results(audit.run_id or "")}
-    finally:
-        store.close()
+def _check_database(audit: Audit, url: str, recorded: list[_Recorded], root: str | None) -> None:
+    """(5) The run's rows hold the same learners and hashes, the run row the same root."""
+    stored = _stored_results(audit, url, root)
+    if stored is None:
+        return
     audit.database_rows = len(stored)
-    seen = set()
-    for line, agent, content_hash, result in rows:
-        seen.add(agent)
+    for line, agent, content_hash, result in recorded:
         row = stored.get(agent)
         if str(result.get("error") or "").startswith("result store:"):
             continue  # recorded as not stored: the row is absent or kept from before
@@ -253,7 +260,7 @@ def _check_database(
                     f"{result.get('ceredisScore')})",
                 )
             )
-    for agent in sorted(set(stored) - seen):
+    for agent in sorted(set(stored) - {r.agent_id for r in recorded}):
         audit.findings.append(
             Finding(
                 None,
@@ -262,3 +269,32 @@ def _check_database(
                 "the run has a row for a learner the ledger does not hold",
             )
         )
+
+
+def _stored_results(audit: Audit, url: str, root: str | None) -> dict[str, StoredResult] | None:
+    """The run's stored rows by learner, after checking its run row (None: no run row)."""
+    store = parse_store_url(url).open()
+    try:
+        run = store.get_run(audit.run_id or "")
+        if run is None:
+            audit.findings.append(
+                Finding(
+                    None,
+                    None,
+                    "database: run missing",
+                    f"run {audit.run_id} is not in the database",
+                )
+            )
+            return None
+        if root is not None and run.results_root != root:
+            audit.findings.append(
+                Finding(
+                    None,
+                    None,
+                    "database: root mismatch",
+                    f"the run row says resultsRoot {run.results_root}, the ledger {root}",
+                )
+            )
+        return {row.agent_id: row for row in store.iter_results(audit.run_id or "")}
+    finally:
+        store.close()

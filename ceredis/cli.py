@@ -262,6 +262,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from ceredis.config import load_settings
     from ceredis.engine import evaluate_agent
+    from ceredis.outcome import Status
     from ceredis.referential import load_referential
 
     referential = load_referential(args.referential)
@@ -273,7 +274,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         from ceredis.render import result_view
 
         Console().print(result_view(result, referential))
-    return EXIT_FAILED if result["status"] == "ERROR" else EXIT_OK
+    return EXIT_FAILED if result["status"] == Status.ERROR else EXIT_OK
 
 
 def _sample(args: argparse.Namespace) -> int:

@@ -9,22 +9,23 @@ count, the chunking or the restarts.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from ceredis import __version__
 from ceredis.errors import ReplayError
-from ceredis.plan import BatchPlan, count_selection, iter_selection, utc_now
-from ceredis.pool import Outcome, Task, limiter_for, scored
+from ceredis.outcome import Outcome
+from ceredis.plan import BatchPlan, utc_now
+from ceredis.pool import Task, limiter_for, scored
 from ceredis.referential import Referential, bundled_referential
 from ceredis.report import BatchReport, ReportFile
 from ceredis.scoring import evaluate
 from ceredis.sources import prepare_source
-from ceredis.stores import RunRow
+from ceredis.stores import ResultStore, RunRow
 from ledger import LedgerWriter, read_ledger
 
-__all__ = ["Progress", "evaluate_agent", "run_batch"]
+__all__ = ["ProgressHooks", "evaluate_agent", "run_batch"]
 
 
 def evaluate_agent(
@@ -39,7 +40,7 @@ def evaluate_agent(
         client.close()
 
 
-class Progress:
+class ProgressHooks:
     """Progress callbacks for a batch; this base class does nothing (library use)."""
 
     def start(self, plan: BatchPlan, total: int | None, done: int) -> None: ...
@@ -49,23 +50,12 @@ class Progress:
     def stop(self) -> None: ...
 
 
-def run_batch(plan: BatchPlan, progress: Progress | None = None) -> BatchReport:
+def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchReport:
     """Run a planned batch to the end; return its report (see BatchReport.return_code)."""
-    progress = progress or Progress()
+    progress = progress or ProgressHooks()
     started = time.monotonic()
-    store = plan.store.open()
-    try:
-        store.start_run(_run_row(plan))
-    finally:
-        store.close()  # the parent holds no connection while workers run
-
-    if plan.resume:
-        writer = LedgerWriter.open(plan.ledger, repair=True)
-        done = writer.count
-    else:
-        plan.ledger.parent.mkdir(parents=True, exist_ok=True)
-        writer = LedgerWriter.create(plan.ledger, plan.header())
-        done = 0
+    _with_store(plan, lambda store: store.start_run(_run_row(plan)))
+    writer = _open_ledger(plan)
     report = BatchReport(
         concurrency=plan.workers,
         started_at=plan.started_at,
@@ -76,37 +66,7 @@ def run_batch(plan: BatchPlan, progress: Progress | None = None) -> BatchReport:
     report_file = ReportFile(plan.report)
     finished = False
     try:
-        limiter = limiter_for(plan)
-        tasks = _tasks(plan, report, report_file, done, limiter)
-        progress.start(plan, count_selection(plan.selection, plan.source), done)
-        for outcome in scored(plan, tasks, limiter):
-            # Workers encode records with ledger.canonical: the serial parent need not
-            # re-parse them (verify checks every line's canonical form anyway).
-            writer.append_canonical(outcome.record, check=False)
-            report.add(outcome.status)
-            report_file.detail(
-                outcome.agent_id,
-                outcome.status,
-                outcome.score,
-                outcome.level,
-                outcome.worker,
-                outcome.duration_ms,
-                outcome.error,
-            )
-            progress.advance(outcome)
-        report.finished_at = utc_now()
-        footer = writer.finish(
-            {
-                "finishedAt": report.finished_at,
-                "counts": {
-                    "total": report.total,
-                    "ok": report.ok,
-                    "skipped": report.skipped,
-                    "failed": report.failed,
-                },
-            }
-        )
-        report.results_root = footer["ledger"]["resultsRoot"]
+        _record_all(plan, writer, report, report_file, progress)
         finished = True
     finally:
         progress.stop()
@@ -115,22 +75,49 @@ def run_batch(plan: BatchPlan, progress: Progress | None = None) -> BatchReport:
             report_file.abandon()
     report.elapsed = time.monotonic() - started
     report_file.finish(report)
+    _with_store(plan, lambda store: store.finish_run(_finished_row(plan, report)))
+    return report
+
+
+def _with_store(plan: BatchPlan, use: Callable[[ResultStore], None]) -> None:
+    """Open the store for one call: the parent holds no connection while workers run."""
     store = plan.store.open()
     try:
-        store.finish_run(
-            replace(
-                _run_row(plan),
-                finished_at=report.finished_at,
-                total=report.total,
-                ok=report.ok,
-                skipped=report.skipped,
-                failed=report.failed,
-                results_root=report.results_root,
-            )
-        )
+        use(store)
     finally:
         store.close()
-    return report
+
+
+def _open_ledger(plan: BatchPlan) -> LedgerWriter:
+    """A new ledger with the plan's header, or the killed run's, repaired (``--resume``)."""
+    if plan.resume:
+        return LedgerWriter.open(plan.ledger, repair=True)
+    plan.ledger.parent.mkdir(parents=True, exist_ok=True)
+    return LedgerWriter.create(plan.ledger, plan.header())
+
+
+def _record_all(
+    plan: BatchPlan,
+    writer: LedgerWriter,
+    report: BatchReport,
+    report_file: ReportFile,
+    progress: ProgressHooks,
+) -> None:
+    """Score every learner not yet in the ledger, record each in order, then the footer."""
+    done = writer.count
+    limiter = limiter_for(plan)
+    tasks = _tasks(plan, report, report_file, done, limiter)
+    progress.start(plan, plan.selection.count(), done)
+    for outcome in scored(plan, tasks, limiter):
+        # Workers encode records with ledger.canonical: the serial parent need not
+        # re-parse them (verify checks every line's canonical form anyway).
+        writer.append_canonical(outcome.record, check=False)
+        report.counts.add(outcome.status)
+        report_file.detail(outcome)
+        progress.advance(outcome)
+    report.finished_at = utc_now()
+    footer = writer.finish({"finishedAt": report.finished_at, "counts": report.counts.to_json()})
+    report.results_root = footer["ledger"]["resultsRoot"]
 
 
 def _tasks(
@@ -138,7 +125,7 @@ def _tasks(
 ) -> Iterator[Task]:
     """The run's tasks after the *done* already in the ledger, which are checked (now,
     before any work) to be the run's first learners and counted into the report."""
-    ids = iter_selection(plan.selection, plan.source, limiter)
+    ids = plan.selection.ids(plan.source, limiter)
     if done:
         recorded = (r for r in read_ledger(plan.ledger) if r.kind == "record")
         for index, record in enumerate(recorded):
@@ -148,17 +135,9 @@ def _tasks(
                     f"{plan.ledger}: record {index} is learner {record.body['agentId']!r} but "
                     f"the run's learner list has {agent!r} there; cannot resume"
                 )
-            result = record.body["result"]
-            report.add(result["status"])
-            report_file.detail(
-                agent,
-                result["status"],
-                result["ceredisScore"],
-                result["cecrlLevel"],
-                None,
-                None,
-                result.get("error"),
-            )
+            outcome = Outcome.recorded(index, record.body, record.body_bytes)
+            report.counts.add(outcome.status)
+            report_file.detail(outcome)
     return (Task(index, agent) for index, agent in enumerate(ids, start=done))
 
 
@@ -171,4 +150,16 @@ def _run_row(plan: BatchPlan) -> RunRow:
         referential_hash=plan.referential.hash,
         workers=plan.workers,
         ledger_path=str(plan.ledger),
+    )
+
+
+def _finished_row(plan: BatchPlan, report: BatchReport) -> RunRow:
+    return replace(
+        _run_row(plan),
+        finished_at=report.finished_at,
+        total=report.total,
+        ok=report.ok,
+        skipped=report.skipped,
+        failed=report.failed,
+        results_root=report.results_root,
     )

@@ -8,7 +8,7 @@ paths. ``plan_resume`` rebuilds the plan of a killed run from its ledger's heade
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,18 +17,24 @@ from typing import Any
 
 from ceredis import __version__
 from ceredis.config import data_dir, load_settings
-from ceredis.errors import CeredisError, ConfigError, ReplayError
+from ceredis.errors import ConfigError, ReplayError
 from ceredis.referential import Referential, bundled_referential, parse_referential
+from ceredis.selection import (
+    Agents,
+    Bundled,
+    EverySourceLearner,
+    Roster,
+    Selection,
+    selection_from_json,
+)
 from ceredis.sources import SourceSpec, prepare_source
-from ceredis.sources.files import BUNDLED_URI, bundled_roster, file_sha256
+from ceredis.sources.files import BUNDLED_URI, bundled_roster
 from ceredis.stores import StoreSpec, prepare_store
 from ledger import read_ledger
 
 __all__ = [
     "LEDGER_KIND",
     "BatchPlan",
-    "count_selection",
-    "iter_selection",
     "plan_batch",
     "plan_resume",
     "utc_now",
@@ -46,7 +52,7 @@ class BatchPlan:
     referential: Referential
     source: SourceSpec
     store: StoreSpec
-    selection: dict[str, Any]
+    selection: Selection
     workers: int
     ledger: Path
     report: Path
@@ -67,7 +73,7 @@ class BatchPlan:
             "referential": self.referential.document,
             "source": self.source.describe(),
             "store": self.store.describe(),
-            "selection": self.selection,
+            "selection": self.selection.to_json(),
             "workers": self.workers,
         }
 
@@ -101,17 +107,13 @@ def plan_batch(
         raise ConfigError(f"--chunksize must be at least 1, not {chunksize}")
     spec = prepare_source(settings.source)
     if agents:
-        selection: dict[str, Any] = {"agents": [_agent_id(a, "--agent") for a in agents]}
+        selection: Selection = Agents(tuple(_agent_id(a, "--agent") for a in agents))
     elif agents_file is not None:
-        selection = {
-            "file": str(Path(agents_file).resolve()),
-            "sha256": _roster_digest(agents_file),
-        }
+        selection = Roster.of(agents_file)
     elif all_agents:
-        selection = {"all": True}
+        selection = EverySourceLearner()
     elif settings.source in (None, BUNDLED_URI):
-        roster = bundled_roster()
-        selection = {"file": str(roster), "sha256": file_sha256(roster), "bundled": True}
+        selection = Bundled.of(bundled_roster())
     else:
         raise ConfigError(
             "no learners chosen: give --agent ID (repeatable), --file agents.txt or --all"
@@ -166,9 +168,9 @@ def plan_resume(
             f"{spec.sha256[:12]}… instead of {source.get('sha256', '?')[:12]}…); resuming "
             "would mix two versions of the evidence"
         )
-    selection = header["selection"]
-    if "file" in selection and _roster_digest(Path(selection["file"])) != selection["sha256"]:
-        raise ConfigError(f"the learner list {selection['file']} changed since the run started")
+    selection = selection_from_json(header["selection"])
+    if isinstance(selection, Roster):
+        selection.check_unchanged()
     store_url = settings.database or header["store"]["url"]
     if "***" in store_url:
         raise ConfigError(
@@ -204,42 +206,6 @@ def _agent_id(text: str, where: str) -> str:
     if not agent:
         raise ConfigError(f"{where}: an empty learner id")
     return agent
-
-
-def _roster_digest(path: Path) -> str:
-    try:
-        return file_sha256(Path(path))
-    except CeredisError:
-        raise ConfigError(f"cannot read the learner list {path}") from None
-
-
-def iter_selection(
-    selection: dict[str, Any], source: SourceSpec, limiter: Any = None
-) -> Iterator[str]:
-    """The learner ids of a run, in their deterministic order, streamed."""
-    if "agents" in selection:
-        yield from selection["agents"]
-    elif "file" in selection:
-        with open(selection["file"], encoding="utf-8-sig") as lines:
-            for line in lines:
-                agent = line.strip()
-                if agent and not agent.startswith("#"):
-                    yield agent
-    else:
-        client = source.open(limiter=limiter)
-        try:
-            yield from client.agents()
-        finally:
-            client.close()
-
-
-def count_selection(selection: dict[str, Any], source: SourceSpec) -> int | None:
-    """How many learners a run has, when it is cheap to know (for the progress bar)."""
-    if "agents" in selection:
-        return len(selection["agents"])
-    if "file" in selection:
-        return sum(1 for _ in iter_selection(selection, source))
-    return None
 
 
 def utc_now() -> str:

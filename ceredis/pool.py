@@ -11,7 +11,6 @@ that was in flight is retried once, then recorded as ``ERROR``.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing as mp
 import os
 import signal
@@ -20,21 +19,20 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 from ceredis import __version__
 from ceredis.errors import CeredisError
 from ceredis.evidence import submitted
+from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan
-from ceredis.record import learner_record, score_learner
+from ceredis.record import EncodedRecord, encode_record, score_learner
 from ceredis.referential import Referential
 from ceredis.scoring import error_result
 from ceredis.sources import SourceSpec
 from ceredis.stores import ResultRow, StoreSpec
-from ledger.canonical import Fragment, canonical
 
-__all__ = ["Outcome", "Task", "limiter_for", "scored"]
+__all__ = ["Task", "limiter_for", "scored"]
 
 MAX_CHUNK = 64
 CHUNK_SECONDS = 0.25  # aim for chunks of about this duration (dispatch cost ≪ work)
@@ -48,20 +46,6 @@ class Task(NamedTuple):
     index: int
     agent_id: str
     deaths: int = 0
-
-
-class Outcome(NamedTuple):
-    """One scored learner, as a worker returns it to the parent."""
-
-    index: int
-    agent_id: str
-    status: str
-    score: Decimal | None
-    level: str | None
-    record: bytes  # canonical ledger record body
-    worker: int
-    duration_ms: float
-    error: str | None
 
 
 @dataclass(frozen=True)
@@ -144,12 +128,13 @@ class _Worker:
 
     def _store(self, scored: list[tuple[Task, dict, dict | None, float]]) -> list[Outcome]:
         """Write the chunk in one transaction; a learner the store refuses becomes ERROR."""
+        run_id = self.context.run_id
         encoded = {
-            task.index: _encode(self.context.run_id, task, result, inputs)
+            task.index: encode_record(task.agent_id, result, inputs)
             for task, result, inputs, _ in scored
         }
         started = time.perf_counter()
-        rows = [row for _, row in encoded.values()]
+        rows = [_row(run_id, task, result, encoded[task.index]) for task, result, _, _ in scored]
         if self.store is None:
             errors = {row.agent_id: self.store_error for row in rows}
         else:
@@ -161,11 +146,11 @@ class _Worker:
         write_ms = (time.perf_counter() - started) * 1000 / len(scored)
         outcomes = []
         for task, result, _inputs, duration in scored:
-            record = encoded[task.index][0]
+            record = encoded[task.index].record
             if task.agent_id in errors:
                 message = f"result store: {errors[task.agent_id]}"
                 result = error_result(task.agent_id, self.context.referential, message)
-                record = _encode(self.context.run_id, task, result, None)[0]
+                record = encode_record(task.agent_id, result, None).record
             outcomes.append(
                 Outcome(
                     task.index,
@@ -208,21 +193,9 @@ def _score_chunk(chunk: Sequence[Task]) -> list[Outcome]:
     return _worker.run(chunk)
 
 
-def _encode(
-    run_id: str, task: Task, result: dict[str, Any], inputs: dict[str, Any] | None
-) -> tuple[bytes, ResultRow]:
-    """The learner's ledger record (canonical bytes) and database row, each part encoded
-    once: the row's JSON columns are the very bytes embedded in the record."""
-    ok = result["status"] == "OK"
-    domains = Fragment(canonical(result["domainScores"])) if ok else None
-    competencies = Fragment(canonical(result["competencies"])) if ok else None
-    encoded = Fragment(
-        canonical({**result, "domainScores": domains, "competencies": competencies})
-        if ok
-        else canonical(result)
-    )
-    record = canonical({**learner_record(task.agent_id, result, inputs), "result": encoded})
-    row = ResultRow(
+def _row(run_id: str, task: Task, result: dict[str, Any], encoded: EncodedRecord) -> ResultRow:
+    """The result store's row of one learner."""
+    return ResultRow(
         run_id=run_id,
         agent_id=task.agent_id,
         position=task.index,
@@ -230,13 +203,12 @@ def _encode(
         ceredis_score=result["ceredisScore"],
         band_level=result["bandLevel"],
         cecrl_level=result["cecrlLevel"],
-        domain_scores=domains.decode() if domains is not None else None,
-        competencies=competencies.decode() if competencies is not None else None,
-        result=encoded.decode(),
+        domain_scores=encoded.domain_scores,
+        competencies=encoded.competencies,
+        result=encoded.result,
         error=result.get("error"),
-        content_hash=hashlib.sha256(record).hexdigest(),
+        content_hash=encoded.content_hash,
     )
-    return record, row
 
 
 @dataclass

@@ -14,9 +14,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ceredis.engine import Progress as ProgressHooks
+from ceredis.engine import ProgressHooks
+from ceredis.outcome import Outcome, Status
 from ceredis.plan import BatchPlan
-from ceredis.pool import Outcome
 from ceredis.report import BatchReport
 
 __all__ = ["BatchConsole"]
@@ -66,7 +66,7 @@ class BatchConsole(ProgressHooks):
 
     def advance(self, outcome: Outcome) -> None:
         if self._bar is not None:
-            self._failed += outcome.status == "ERROR"
+            self._failed += outcome.status == Status.ERROR
             self._bar.update(self._task, advance=1, failed=self._failed)
 
     def stop(self) -> None:

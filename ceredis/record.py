@@ -10,13 +10,29 @@ replayable. Nothing time-, host- or worker-dependent goes in.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from ceredis.outcome import Status
 from ceredis.referential import Referential
 from ceredis.scoring import evaluate_submitted
+from ledger.canonical import Fragment, canonical
 
-__all__ = ["learner_record", "replay_record", "score_learner"]
+__all__ = ["EncodedRecord", "encode_record", "learner_record", "replay_record", "score_learner"]
+
+
+@dataclass(frozen=True)
+class EncodedRecord:
+    """A learner's ledger record and the JSON stored beside it, each part encoded once: the
+    stored JSON columns are the very bytes embedded in the record."""
+
+    record: bytes  # canonical ledger record body: what the ledger holds and hashes
+    result: str  # canonical JSON of the whole result
+    domain_scores: str | None  # canonical JSON, OK results only
+    competencies: str | None  # canonical JSON, OK results only
+    content_hash: str  # SHA-256 (hex) of ``record``
 
 
 def score_learner(
@@ -60,3 +76,25 @@ def replay_record(body: Mapping[str, Any], referential: Referential) -> dict[str
         body["agentId"], records, referential, engine_version=recorded.get("engineVersion", "")
     )
     return learner_record(body["agentId"], result, new_inputs)
+
+
+def encode_record(
+    agent_id: str, result: Mapping[str, Any], inputs: Mapping[str, Any] | None
+) -> EncodedRecord:
+    """Encode one learner's record for the ledger and the result store."""
+    ok = result["status"] == Status.OK
+    domains = Fragment(canonical(result["domainScores"])) if ok else None
+    competencies = Fragment(canonical(result["competencies"])) if ok else None
+    encoded = Fragment(
+        canonical({**result, "domainScores": domains, "competencies": competencies})
+        if ok
+        else canonical(result)
+    )
+    record = canonical({**learner_record(agent_id, result, inputs), "result": encoded})
+    return EncodedRecord(
+        record=record,
+        result=encoded.decode(),
+        domain_scores=domains.decode() if domains is not None else None,
+        competencies=competencies.decode() if competencies is not None else None,
+        content_hash=hashlib.sha256(record).hexdigest(),
+    )

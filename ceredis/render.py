@@ -12,6 +12,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from ceredis.outcome import Status
 from ceredis.referential import Referential, show_number
 
 __all__ = ["referential_tables", "result_view"]
@@ -26,15 +27,29 @@ def result_view(result: Mapping[str, Any], referential: Referential) -> Renderab
         (result["agentId"], "bold cyan"),
         f" — referential {result['referentialVersion']} ({result['referentialHash'][:12]}…)",
     )
-    if result["status"] == "SKIPPED":
+    if result["status"] == Status.SKIPPED:
         return Group(head, Text(f"SKIPPED: {result['reason']}", style="yellow"))
-    if result["status"] == "ERROR":
+    if result["status"] == Status.ERROR:
         message = result["error"]
         summary, _, details = message.partition(": ")
         lines = [Text(f"ERROR: {summary}", style="bold red")]
         lines += [Text(f"  • {item}") for item in details.split("; ") if item]
         return Group(head, *lines)
+    scale = show_number(referential.global_scale)
+    return Group(
+        head,
+        _competency_table(result, referential),
+        _domain_table(result, referential),
+        Text.assemble(
+            ("CEREDIS score ", "bold"),
+            (f"{result['ceredisScore']} / {scale}", "bold cyan"),
+            f" → band {result['bandLevel']}",
+        ),
+        *_level_lines(result),
+    )
 
+
+def _competency_table(result: Mapping[str, Any], referential: Referential) -> Table:
     competencies = Table(title="Competencies", title_justify="left")
     for column, justify in (
         ("id", "left"),
@@ -57,7 +72,10 @@ def result_view(result: Mapping[str, Any], referential: Referential) -> Renderab
             " ".join(c["evidenceTypes"]),
             Text(missing, style="red") if missing else "",
         )
+    return competencies
 
+
+def _domain_table(result: Mapping[str, Any], referential: Referential) -> Table:
     domains = Table(title="Domains", title_justify="left")
     for column, justify in (
         ("id", "left"),
@@ -69,19 +87,12 @@ def result_view(result: Mapping[str, Any], referential: Referential) -> Renderab
     for domain in referential.domains:
         score = result["domainScores"].get(domain.id)
         domains.add_row(domain.id, domain.name, f"{show_number(domain.weight)} %", str(score))
+    return domains
 
-    scale = show_number(referential.global_scale)
-    lines: list[RenderableType] = [
-        head,
-        competencies,
-        domains,
-        Text.assemble(
-            ("CEREDIS score ", "bold"),
-            (f"{result['ceredisScore']} / {scale}", "bold cyan"),
-            f" → band {result['bandLevel']}",
-        ),
-        Text("Level rules (from the band down):", style="bold"),
-    ]
+
+def _level_lines(result: Mapping[str, Any]) -> list[RenderableType]:
+    """The level rules tried from the band down, and the level granted."""
+    lines: list[RenderableType] = [Text("Level rules (from the band down):", style="bold")]
     for step in result["levelDecision"]:
         verdict = ("granted", "green") if step["passed"] else ("refused", "red")
         lines.append(Text.assemble(f"  {step['level']:<7}", verdict))
@@ -91,7 +102,7 @@ def result_view(result: Mapping[str, Any], referential: Referential) -> Renderab
             mark = ("✓", "green") if check["passed"] else ("✗", "red")
             lines.append(Text.assemble("      ", mark, f" {check['rule']}: {check['detail']}"))
     lines.append(Text.assemble(("Granted level: ", "bold"), (result["cecrlLevel"], "bold green")))
-    return Group(*lines)
+    return lines
 
 
 def referential_tables(referential: Referential) -> RenderableType:

@@ -9,11 +9,12 @@ into place when the run ends. Timings and worker ids live here, never in the led
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from ceredis.outcome import Counts, Outcome
 from ledger.canonical import canonical
 
 __all__ = ["BatchReport", "ReportFile"]
@@ -23,10 +24,7 @@ __all__ = ["BatchReport", "ReportFile"]
 class BatchReport:
     """Counts of a batch and its exit-code policy."""
 
-    total: int = 0
-    ok: int = 0
-    skipped: int = 0
-    failed: int = 0
+    counts: Counts = field(default_factory=Counts)
     concurrency: int = 1
     elapsed: float = 0.0
     started_at: str = ""
@@ -36,15 +34,21 @@ class BatchReport:
     results_root: str | None = None
     run_id: str = ""
 
-    def add(self, status: str) -> None:
-        """Count one learner's outcome."""
-        self.total += 1
-        if status == "OK":
-            self.ok += 1
-        elif status == "SKIPPED":
-            self.skipped += 1
-        else:
-            self.failed += 1
+    @property
+    def total(self) -> int:
+        return self.counts.total
+
+    @property
+    def ok(self) -> int:
+        return self.counts.ok
+
+    @property
+    def skipped(self) -> int:
+        return self.counts.skipped
+
+    @property
+    def failed(self) -> int:
+        return self.counts.failed
 
     @property
     def rate(self) -> float:
@@ -74,25 +78,17 @@ class ReportFile:
         self._file.write(b'{"details":[')
         self._first = True
 
-    def detail(
-        self,
-        agent_id: str,
-        status: str,
-        score: Decimal | None,
-        level: str | None,
-        worker: int | None,
-        duration_ms: float | None,
-        error: str | None,
-    ) -> None:
+    def detail(self, outcome: Outcome) -> None:
         """Append one learner's line of the report."""
+        duration = outcome.duration_ms
         entry: dict[str, Any] = {
-            "agentId": agent_id,
-            "status": status,
-            "ceredisScore": score,
-            "cecrlLevel": level,
-            "workerId": worker,
-            "durationMs": None if duration_ms is None else Decimal(f"{duration_ms:.3f}"),
-            "error": error,
+            "agentId": outcome.agent_id,
+            "status": outcome.status,
+            "ceredisScore": outcome.score,
+            "cecrlLevel": outcome.level,
+            "workerId": outcome.worker,
+            "durationMs": None if duration is None else Decimal(f"{duration:.3f}"),
+            "error": outcome.error,
         }
         self._file.write(b"\n" if self._first else b",\n")
         self._first = False

@@ -16,11 +16,11 @@ from typing import Any
 
 from ceredis import __version__
 from ceredis.evidence import Evidence, RawEvidence, submitted, validate
+from ceredis.outcome import Status
 from ceredis.referential import LevelRule, Referential, show_number
 
 __all__ = ["error_result", "evaluate", "evaluate_submitted", "round_half_up", "score"]
 
-OK, SKIPPED, ERROR = "OK", "SKIPPED", "ERROR"
 ACQUIS, PARTIEL, NON_ACQUIS, INCOMPLET = "acquis", "partiel", "non acquis", "incomplet"
 _CENT = Decimal("0.01")
 
@@ -60,7 +60,7 @@ def evaluate_submitted(
     """
     stamp = _stamp(agent_id, referential, engine_version)
     if not records:
-        return {**stamp, **_empty(SKIPPED), "reason": "no evidence"}, []
+        return {**stamp, **_empty(Status.SKIPPED), "reason": "no evidence"}, []
     evidence, problems = validate(agent_id, records, referential)
     if problems:
         count = len(problems)
@@ -75,7 +75,11 @@ def error_result(
     agent_id: str, referential: Referential, message: str, *, engine_version: str = __version__
 ) -> dict[str, Any]:
     """The ``ERROR`` result of a learner who could not be scored (source down, …)."""
-    return {**_stamp(agent_id, referential, engine_version), **_empty(ERROR), "error": message}
+    return {
+        **_stamp(agent_id, referential, engine_version),
+        **_empty(Status.ERROR),
+        "error": message,
+    }
 
 
 def score(evidence: Sequence[Evidence], referential: Referential) -> dict[str, Any]:
@@ -130,7 +134,7 @@ def score(evidence: Sequence[Evidence], referential: Referential) -> dict[str, A
 
     band, granted, decision = _level(global_score, domains, present, referential)
     return {
-        "status": OK,
+        "status": Status.OK,
         "ceredisScore": global_score,
         "bandLevel": band,
         "cecrlLevel": granted,
@@ -211,7 +215,7 @@ def _stamp(agent_id: str, referential: Referential, engine_version: str) -> dict
     }
 
 
-def _empty(status: str) -> dict[str, Any]:
+def _empty(status: Status) -> dict[str, Any]:
     return {
         "status": status,
         "ceredisScore": None,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ceredis.audit import audit_ledger
-from ceredis.engine import Progress, run_batch
+from ceredis.engine import ProgressHooks, run_batch
 from ceredis.plan import plan_batch, plan_resume
 from ceredis.referential import bundled_referential
 from ceredis.sample import write_cohort
@@ -155,7 +155,7 @@ def test_killed_parent_then_resume_reproduces_the_root(tmp_path, cohort, referen
         assert audit_ledger(ledger, database).ok
 
 
-class KillOneWorker(Progress):
+class KillOneWorker(ProgressHooks):
     """Kills the worker that produced the 200th result, once, from the parent."""
 
     def __init__(self) -> None:
@@ -209,7 +209,7 @@ def test_postgres_connections_are_opened_in_the_workers(tmp_path, cohort, pg_url
     database = pg_url.rsplit("/", 1)[1]
     counts: list[int] = []
 
-    class Count(Progress):
+    class Count(ProgressHooks):
         def advance(self, outcome) -> None:
             if len(counts) < 5 and outcome.agent_id.endswith("0"):
                 with psycopg.connect(pg_dsn, autocommit=True) as admin:

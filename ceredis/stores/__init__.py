@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 from ceredis.config import redact_url
 from ceredis.errors import ConfigError
 
-__all__ = ["ResultRow", "ResultStore", "RunRow", "StoreSpec", "prepare_store"]
+__all__ = [
+    "ResultRow",
+    "ResultStore",
+    "RunRow",
+    "StoreSpec",
+    "StoredResult",
+    "prepare_store",
+]
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,21 @@ class ResultRow:
     domain_scores: str | None  # canonical JSON
     competencies: str | None  # canonical JSON
     result: str  # canonical JSON of the whole §10 object
+    error: str | None
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """What :meth:`ResultStore.iter_results` reads back of a stored learner (no JSON)."""
+
+    run_id: str
+    agent_id: str
+    position: int
+    status: str
+    ceredis_score: Decimal | None
+    band_level: str | None
+    cecrl_level: str | None
     error: str | None
     content_hash: str
 
@@ -76,7 +98,7 @@ class ResultStore(Protocol):
 
     def get_run(self, run_id: str) -> RunRow | None: ...
 
-    def iter_results(self, run_id: str) -> Iterator[ResultRow]:
+    def iter_results(self, run_id: str) -> Iterator[StoredResult]:
         """The run's rows, ordered by position."""
         ...
 

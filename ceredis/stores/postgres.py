@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -11,7 +12,7 @@ import psycopg
 
 from ceredis.config import redact_url, scrub
 from ceredis.errors import StoreError
-from ceredis.stores.sql import SqlStore
+from ceredis.stores.sql import Dialect, SqlStore
 
 __all__ = ["PostgresStore"]
 
@@ -21,10 +22,13 @@ _MIGRATION_LOCK = 0x6365726564  # "cered": serializes schema migrations across s
 class PostgresStore(SqlStore):
     """Results in PostgreSQL; the connection is opened here, in the calling process."""
 
-    dialect: ClassVar[str] = "postgresql"
+    dialect: ClassVar[Dialect] = Dialect(
+        placeholder="%s",
+        json_cast="::jsonb",
+        column_types={"JSON": "jsonb", "SCORE": "numeric(6,2)"},
+        score_param=Decimal,  # psycopg binds a Decimal as an exact numeric
+    )
     driver_error: ClassVar[type[Exception]] = psycopg.Error
-    p: ClassVar[str] = "%s"
-    json: ClassVar[str] = "::jsonb"
 
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
         self.url = url

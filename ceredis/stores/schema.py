@@ -9,12 +9,9 @@ JSON columns are ``jsonb`` in PostgreSQL and canonical JSON text in SQLite; scor
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migration_sql"]
+from collections.abc import Mapping
 
-_TYPES = {
-    "postgresql": {"JSON": "jsonb", "SCORE": "numeric(6,2)"},
-    "sqlite": {"JSON": "text", "SCORE": "text"},
-}
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migration_sql"]
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -67,7 +64,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def migration_sql(dialect: str, version: int) -> list[str]:
-    """The statements of one migration, for *dialect* ("postgresql" or "sqlite")."""
-    text = dict(MIGRATIONS)[version].format(**_TYPES[dialect])
+def migration_sql(version: int, column_types: Mapping[str, str]) -> list[str]:
+    """The statements of one migration, with a dialect's ``{JSON}`` and ``{SCORE}`` types."""
+    text = dict(MIGRATIONS)[version].format(**column_types)
     return [s.strip() for s in text.split(";") if s.strip()]

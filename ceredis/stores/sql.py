@@ -1,23 +1,48 @@
 """What both SQL stores share: the write algorithm, the run and result queries.
 
-A subclass supplies the driver: how to connect, open a transaction, run a statement,
-and its placeholder style. Writes are idempotent: a row already stored with the same
-content hash is a no-op (a resumed or retried learner); a different hash for the same
-``(run_id, agent_id)`` is reported for that learner and the stored row is kept.
+A subclass supplies the driver (how to connect, open a transaction, run a statement) and
+its :class:`Dialect` (how its SQL spells what differs). Writes are idempotent: a row
+already stored with the same content hash is a no-op (a resumed or retried learner); a
+different hash for the same ``(run_id, agent_id)`` is reported for that learner and the
+stored row is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from ceredis.errors import StoreError
-from ceredis.stores import ResultRow, RunRow
+from ceredis.outcome import Status
+from ceredis.stores import ResultRow, RunRow, StoredResult
 from ceredis.stores.schema import MIGRATIONS, SCHEMA_VERSION, migration_sql
 
-__all__ = ["SqlStore"]
+__all__ = ["Dialect", "SqlStore"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What one SQL database spells its own way: parameters, JSON and score columns."""
+
+    placeholder: str  # a statement parameter: "%s" or "?"
+    json_cast: str  # appended to a JSON parameter: "::jsonb" or nothing
+    column_types: dict[str, str]  # the schema's {JSON} and {SCORE} column types
+    score_param: Callable[[Decimal], Any]  # a two-decimal score as the driver binds it
+
+    def params(self, count: int) -> str:
+        """*count* placeholders, comma-separated."""
+        return ", ".join([self.placeholder] * count)
+
+    def json_param(self) -> str:
+        """A placeholder for a JSON value."""
+        return self.placeholder + self.json_cast
+
+    def score(self, value: Decimal | None) -> Any:
+        return None if value is None else self.score_param(value)
+
 
 _RESULT_COLUMNS = (
     "run_id, agent_id, position, status, ceredis_score, band_level, cecrl_level, "
@@ -32,11 +57,8 @@ _RUN_COLUMNS = (
 class SqlStore:
     """An SQL result store; subclasses bind it to a driver."""
 
-    dialect: ClassVar[str]
+    dialect: ClassVar[Dialect]
     driver_error: ClassVar[type[Exception]]
-    #: SQL fragments: the placeholder and the cast applied to JSON parameters
-    p: ClassVar[str]
-    json: ClassVar[str]
 
     # -- driver primitives ------------------------------------------------------------
 
@@ -90,10 +112,10 @@ class SqlStore:
             for version, _ in MIGRATIONS:
                 if version in applied:
                     continue
-                for statement in migration_sql(self.dialect, version):
+                for statement in migration_sql(version, self.dialect.column_types):
                     self._execute(statement)
                 self._execute(
-                    f"INSERT INTO ceredis_schema VALUES ({self.p}, {self.p})",
+                    f"INSERT INTO ceredis_schema VALUES ({self.dialect.params(2)})",
                     (version, f"ceredis schema {version}"),
                 )
 
@@ -104,21 +126,20 @@ class SqlStore:
     # -- runs -------------------------------------------------------------------------
 
     def start_run(self, run: RunRow) -> None:
-        p = self.p
         with self._transaction():
             self._execute(
                 f"INSERT INTO ceredis_run ({_RUN_COLUMNS}) VALUES "
-                f"({', '.join([p] * 13)}) ON CONFLICT (run_id) DO NOTHING",
+                f"({self.dialect.params(13)}) ON CONFLICT (run_id) DO NOTHING",
                 _run_params(run),
             )
 
     def finish_run(self, run: RunRow) -> None:
-        p = self.p
+        columns = ("finished_at", "total", "ok", "skipped", "failed", "ledger_path")
+        param = self.dialect.placeholder
+        assignments = ", ".join(f"{column} = {param}" for column in (*columns, "results_root"))
         with self._transaction():
             self._execute(
-                f"UPDATE ceredis_run SET finished_at = {p}, total = {p}, ok = {p}, "
-                f"skipped = {p}, failed = {p}, ledger_path = {p}, results_root = {p} "
-                f"WHERE run_id = {p}",
+                f"UPDATE ceredis_run SET {assignments} WHERE run_id = {param}",
                 (
                     run.finished_at,
                     run.total,
@@ -133,7 +154,8 @@ class SqlStore:
 
     def get_run(self, run_id: str) -> RunRow | None:
         rows = self._execute(
-            f"SELECT {_RUN_COLUMNS} FROM ceredis_run WHERE run_id = {self.p}", (run_id,)
+            f"SELECT {_RUN_COLUMNS} FROM ceredis_run WHERE run_id = {self.dialect.placeholder}",
+            (run_id,),
         )
         return RunRow(*rows[0]) if rows else None
 
@@ -156,74 +178,90 @@ class SqlStore:
         return errors
 
     def _write(self, rows: Sequence[ResultRow], run_started_at: str) -> dict[str, str]:
-        p, j = self.p, self.json
-        inserted = self._insert_returning(
-            f"INSERT INTO ceredis_result ({_RESULT_COLUMNS}) VALUES ({p}, {p}, {p}, {p}, {p}, "
-            f"{p}, {p}, {p}{j}, {p}{j}, {p}{j}, {p}, {p}) "
-            "ON CONFLICT (run_id, agent_id) DO NOTHING RETURNING agent_id",
-            [_result_params(r, self.dialect) for r in rows],
-        )
-        # Rows already there (a retry, a resume) must hold the same hash; only they are read
-        # back, by primary key, so a write costs the same at row 10 and at row 10 million.
-        run_id = rows[0].run_id
+        inserted = self._insert_results(rows)
         again = [r.agent_id for r in rows if r.agent_id not in inserted]
-        stored: dict[str, str] = {}
-        for start in range(0, len(again), 500):
-            part = again[start : start + 500]
-            stored.update(
-                self._execute(
-                    f"SELECT agent_id, content_hash FROM ceredis_result WHERE run_id = {p} "
-                    f"AND agent_id IN ({', '.join([p] * len(part))})",
-                    (run_id, *part),
-                )
-            )
+        stored = self._stored_hashes(rows[0].run_id, again)
         conflicts = {
             r.agent_id: (
-                f"a different result is already stored for run {run_id} (stored content "
+                f"a different result is already stored for run {r.run_id} (stored content "
                 f"hash {stored[r.agent_id][:16]}…, this one {r.content_hash[:16]}…); the "
                 "stored row was kept"
             )
             for r in rows
             if r.agent_id not in inserted and stored.get(r.agent_id) != r.content_hash
         }
-        profiles = [
-            (
-                r.agent_id,
-                r.run_id,
-                run_started_at,
-                _score(r.ceredis_score, self.dialect),
-                r.band_level,
-                r.cecrl_level,
-                r.domain_scores,
-                r.content_hash,
-            )
-            for r in rows
-            if r.status == "OK" and r.agent_id not in conflicts
-        ]
-        if profiles:
-            self._executemany(
-                "INSERT INTO ceredis_profile (agent_id, run_id, run_started_at, ceredis_score, "
-                "band_level, cecrl_level, domain_scores, content_hash) VALUES "
-                f"({p}, {p}, {p}, {p}, {p}, {p}, {p}{j}, {p}) ON CONFLICT (agent_id) DO UPDATE "
-                "SET run_id = excluded.run_id, run_started_at = excluded.run_started_at, "
-                "ceredis_score = excluded.ceredis_score, band_level = excluded.band_level, "
-                "cecrl_level = excluded.cecrl_level, domain_scores = excluded.domain_scores, "
-                "content_hash = excluded.content_hash "
-                "WHERE ceredis_profile.run_started_at <= excluded.run_started_at",
-                profiles,
-            )
+        self._update_profiles(
+            [r for r in rows if r.status == Status.OK and r.agent_id not in conflicts],
+            run_started_at,
+        )
         return conflicts
 
-    def iter_results(self, run_id: str) -> Iterator[ResultRow]:
+    def _insert_results(self, rows: Sequence[ResultRow]) -> set[str]:
+        """Insert the rows not stored yet; return the agent ids inserted."""
+        dialect = self.dialect
+        as_json = dialect.json_param()
+        return self._insert_returning(
+            f"INSERT INTO ceredis_result ({_RESULT_COLUMNS}) VALUES ({dialect.params(7)}, "
+            f"{as_json}, {as_json}, {as_json}, {dialect.params(2)}) "
+            "ON CONFLICT (run_id, agent_id) DO NOTHING RETURNING agent_id",
+            [_result_params(r, dialect) for r in rows],
+        )
+
+    def _stored_hashes(self, run_id: str, agents: Sequence[str]) -> dict[str, str]:
+        """The content hashes stored for *agents* of the run (a retry, a resume): read by
+        primary key, so a write costs the same at row 10 and at row 10 million."""
+        param = self.dialect.placeholder
+        stored: dict[str, str] = {}
+        for start in range(0, len(agents), 500):
+            part = agents[start : start + 500]
+            stored.update(
+                self._execute(
+                    f"SELECT agent_id, content_hash FROM ceredis_result WHERE run_id = {param} "
+                    f"AND agent_id IN ({self.dialect.params(len(part))})",
+                    (run_id, *part),
+                )
+            )
+        return stored
+
+    def _update_profiles(self, rows: Sequence[ResultRow], run_started_at: str) -> None:
+        """Make these OK results each learner's latest profile, unless a newer run's is."""
+        if not rows:
+            return
+        dialect = self.dialect
+        self._executemany(
+            "INSERT INTO ceredis_profile (agent_id, run_id, run_started_at, ceredis_score, "
+            f"band_level, cecrl_level, domain_scores, content_hash) VALUES ({dialect.params(6)}, "
+            f"{dialect.json_param()}, {dialect.placeholder}) ON CONFLICT (agent_id) DO UPDATE "
+            "SET run_id = excluded.run_id, run_started_at = excluded.run_started_at, "
+            "ceredis_score = excluded.ceredis_score, band_level = excluded.band_level, "
+            "cecrl_level = excluded.cecrl_level, domain_scores = excluded.domain_scores, "
+            "content_hash = excluded.content_hash "
+            "WHERE ceredis_profile.run_started_at <= excluded.run_started_at",
+            [
+                (
+                    r.agent_id,
+                    r.run_id,
+                    run_started_at,
+                    dialect.score(r.ceredis_score),
+                    r.band_level,
+                    r.cecrl_level,
+                    r.domain_scores,
+                    r.content_hash,
+                )
+                for r in rows
+            ],
+        )
+
+    def iter_results(self, run_id: str) -> Iterator[StoredResult]:
         rows = self._stream(
             f"SELECT run_id, agent_id, position, status, ceredis_score, band_level, cecrl_level, "
-            f"NULL, NULL, '', error, content_hash FROM ceredis_result WHERE run_id = {self.p} "
+            f"error, content_hash FROM ceredis_result WHERE run_id = {self.dialect.placeholder} "
             "ORDER BY position",
             (run_id,),
         )
         for row in rows:
             score = row[4]
-            yield ResultRow(*row[:4], Decimal(score) if score is not None else None, *row[5:])
+            yield StoredResult(*row[:4], Decimal(score) if score is not None else None, *row[5:])
 
 
 def _run_params(run: RunRow) -> tuple[Any, ...]:
@@ -244,13 +282,13 @@ def _run_params(run: RunRow) -> tuple[Any, ...]:
     )
 
 
-def _result_params(r: ResultRow, dialect: str) -> tuple[Any, ...]:
+def _result_params(r: ResultRow, dialect: Dialect) -> tuple[Any, ...]:
     return (
         r.run_id,
         r.agent_id,
         r.position,
         r.status,
-        _score(r.ceredis_score, dialect),
+        dialect.score(r.ceredis_score),
         r.band_level,
         r.cecrl_level,
         r.domain_scores,
@@ -259,9 +297,3 @@ def _result_params(r: ResultRow, dialect: str) -> tuple[Any, ...]:
         r.error,
         r.content_hash,
     )
-
-
-def _score(value: Decimal | None, dialect: str) -> Any:
-    if value is None:
-        return None
-    return value if dialect == "postgresql" else f"{value:f}"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ceredis.errors import StoreError
-from ceredis.stores.sql import SqlStore
+from ceredis.stores.sql import Dialect, SqlStore
 
 __all__ = ["SqliteStore"]
 
@@ -22,10 +22,13 @@ __all__ = ["SqliteStore"]
 class SqliteStore(SqlStore):
     """Results in an SQLite file; created with its folder when missing."""
 
-    dialect: ClassVar[str] = "sqlite"
+    dialect: ClassVar[Dialect] = Dialect(
+        placeholder="?",
+        json_cast="",
+        column_types={"JSON": "text", "SCORE": "text"},
+        score_param=lambda score: f"{score:f}",  # exact text: SQLite has no decimal type
+    )
     driver_error: ClassVar[type[Exception]] = sqlite3.Error
-    p: ClassVar[str] = "?"
-    json: ClassVar[str] = ""
 
     def __init__(self, path: Path, *, busy_timeout: float = 60.0) -> None:
         self.path = Path(path)

@@ -1,0 +1,124 @@
+"""Which learners a run scores, in which order: named ids, a roster file, or every learner.
+
+A selection is recorded in the ledger header (``to_json``) so that a killed run resumes
+with the same learners (``selection_from_json``). Its ids are streamed: a roster of a
+million lines, or a source's whole cohort, is never held in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ceredis.errors import CeredisError, ConfigError
+from ceredis.sources import SourceSpec
+from ceredis.sources.files import file_sha256
+
+__all__ = ["Agents", "Bundled", "EverySourceLearner", "Roster", "Selection", "selection_from_json"]
+
+
+@dataclass(frozen=True)
+class Agents:
+    """Learners named one by one (``--agent``)."""
+
+    agents: tuple[str, ...]
+
+    def ids(self, source: SourceSpec, limiter: Any = None) -> Iterator[str]:
+        """The learner ids, in their deterministic order, streamed."""
+        yield from self.agents
+
+    def count(self) -> int:
+        """How many learners the run has (for the progress bar)."""
+        return len(self.agents)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the ledger header records."""
+        return {"agents": list(self.agents)}
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Learners listed in a file, one id a line (``#`` comments and blank lines skipped),
+    with the file's digest so that a resumed run can tell it changed."""
+
+    file: str
+    sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> Roster:
+        """The roster at *path* (``--file``); a clear error when it cannot be read."""
+        return cls(str(Path(path).resolve()), _roster_digest(Path(path)))
+
+    def ids(self, source: SourceSpec, limiter: Any = None) -> Iterator[str]:
+        return self._read()
+
+    def count(self) -> int:
+        return sum(1 for _ in self._read())
+
+    def _read(self) -> Iterator[str]:
+        with open(self.file, encoding="utf-8-sig") as lines:
+            for line in lines:
+                agent = line.strip()
+                if agent and not agent.startswith("#"):
+                    yield agent
+
+    def check_unchanged(self) -> None:
+        """Raise ConfigError if the file no longer has the recorded digest (on resume)."""
+        if _roster_digest(Path(self.file)) != self.sha256:
+            raise ConfigError(f"the learner list {self.file} changed since the run started")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class Bundled(Roster):
+    """The roster shipped with the bundled cohort (the embedded default)."""
+
+    @classmethod
+    def of(cls, path: Path) -> Bundled:
+        return cls(str(path), file_sha256(path))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "bundled": True}
+
+
+@dataclass(frozen=True)
+class EverySourceLearner:
+    """Every learner the evidence source lists (``--all``), in the source's order."""
+
+    def ids(self, source: SourceSpec, limiter: Any = None) -> Iterator[str]:
+        client = source.open(limiter=limiter)
+        try:
+            yield from client.agents()
+        finally:
+            client.close()
+
+    def count(self) -> None:
+        """Unknown until the source has listed them all."""
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"all": True}
+
+
+Selection = Agents | Roster | EverySourceLearner | Bundled
+
+
+def selection_from_json(data: Mapping[str, Any]) -> Selection:
+    """The selection a ledger header records (the inverse of ``to_json``)."""
+    if "agents" in data:
+        return Agents(tuple(data["agents"]))
+    if "file" in data:
+        kind = Bundled if data.get("bundled") else Roster
+        return kind(data["file"], data["sha256"])
+    return EverySourceLearner()
+
+
+def _roster_digest(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except CeredisError:
+        raise ConfigError(f"cannot read the learner list {path}") from None
