@@ -271,7 +271,7 @@ def bench_env(directory: Path, rate: float | None = None) -> dict[str, str]:
 def _serve_double(conn: Any, evidence: str, seed: int) -> None:
     from ceredis.referential import bundled_referential
     from ceredis.sources.files import read_evidence_file
-    from ceredis.testing.cass_double import CassDouble
+    from doubles.cass_double import CassDouble
 
     referential = bundled_referential()
     uuids = {cid: c.cass_uuid for cid, c in referential.competencies.items()}
