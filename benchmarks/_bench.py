@@ -20,6 +20,7 @@ Not a benchmark itself. It provides:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import multiprocessing as mp
@@ -271,7 +272,7 @@ def bench_env(directory: Path, rate: float | None = None) -> dict[str, str]:
 def _serve_double(conn: Any, evidence: str, seed: int) -> None:
     from ceredis.referential import bundled_referential
     from ceredis.sources.files import read_evidence_file
-    from ceredis.testing.cass_double import CassDouble
+    from doubles.cass_double import CassDouble
 
     referential = bundled_referential()
     uuids = {cid: c.cass_uuid for cid, c in referential.competencies.items()}
@@ -522,26 +523,57 @@ def _engine_main(spec: EngineSpec) -> dict[str, Any]:
     return out
 
 
-def run_engine(spec: EngineSpec, *, dbname: str | None = None) -> dict[str, Any]:
-    """Run the engine's parent as ``python benchmarks/_bench.py engine`` and return its
-    figures, with the connections and CPU sampled from here while it runs."""
+def _in_child(
+    command: str, spec: EngineSpec | CalibrationSpec, around: contextlib.AbstractContextManager[Any]
+) -> dict[str, Any]:
+    """Run ``python benchmarks/_bench.py COMMAND SPEC`` inside *around*; its JSON figures."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         spec.out = f.name
         json.dump(asdict(spec), f)
     try:
-        with Sampler(dbname) as sampler:
+        with around:
             done = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "engine", spec.out],
+                [sys.executable, str(Path(__file__).resolve()), command, spec.out],
                 capture_output=True,
                 text=True,
             )
         if done.returncode != 0:
-            raise RuntimeError(f"engine run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        result = json.loads(Path(spec.out).read_text())
+            raise RuntimeError(f"{command} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return json.loads(Path(spec.out).read_text())
     finally:
         Path(spec.out).unlink(missing_ok=True)
+
+
+def run_engine(spec: EngineSpec) -> dict[str, Any]:
+    """Run the engine's parent as ``python benchmarks/_bench.py engine`` and return its
+    figures, with the connections (of a PostgreSQL store) and CPU sampled from here."""
+    sqlite = spec.database.startswith("sqlite:")
+    sampler = Sampler(None if sqlite else spec.database.rsplit("/", 1)[1])
+    result = _in_child("engine", spec, sampler)
     result["maxConnections"] = max(sampler.connections, default=None)
     return result
+
+
+@contextlib.contextmanager
+def scratch_ledger(directory: Path, prefix: str) -> Iterator[Path]:
+    """A new ledger path in *directory*; the ledger and its report are deleted afterwards."""
+    ledger = directory / f"{prefix}-{time.time_ns()}.jsonl"
+    try:
+        yield ledger
+    finally:
+        ledger.unlink(missing_ok=True)
+        ledger.with_suffix(".report.json").unlink(missing_ok=True)
+
+
+def bench_arguments(
+    doc: str, *, quick: str, json_help: str = "also write the figures to this JSON file"
+) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--quick``, ``--dir`` and ``--json``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--dir", help="work directory (cohorts and rosters are cached there)")
+    parser.add_argument("--json", type=Path, help=json_help)
+    return parser
 
 
 # -- calibration: the model's terms, one at a time --------------------------------------------
@@ -760,20 +792,7 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
 
 def calibrate(spec: CalibrationSpec) -> dict[str, Any]:
     """Measure the model's terms in a fresh process (see ``_calibrate_main``)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        spec.out = f.name
-        json.dump(asdict(spec), f)
-    try:
-        done = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "calibrate", spec.out],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"calibration failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        return json.loads(Path(spec.out).read_text())
-    finally:
-        Path(spec.out).unlink(missing_ok=True)
+    return _in_child("calibrate", spec, contextlib.nullcontext())
 
 
 # -- the model: anchors.md §E ----------------------------------------------------------------

@@ -20,7 +20,6 @@ Target (project issue 4): 2-worker / 1-worker >= 1.7 on a 2-core machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -32,6 +31,7 @@ from _bench import (
     CORES,
     CalibrationSpec,
     EngineSpec,
+    bench_arguments,
     bench_env,
     bound,
     calibrate,
@@ -39,6 +39,7 @@ from _bench import (
     environment,
     fresh_database,
     run_engine,
+    scratch_ledger,
     wait_quiet,
     work_dir,
 )
@@ -47,12 +48,9 @@ TARGET_RATIO = 1.7
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5,000 learners")
+    parser = bench_arguments(__doc__, quick="5,000 learners")
     parser.add_argument("--learners", type=int, help="cohort size (default 10,000)")
     parser.add_argument("--evidence", type=int, default=20, help="records per learner (~20)")
-    parser.add_argument("--dir", help="work directory (cohorts are cached there)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     # A run must last long enough that the pool's start, the first chunks (4 learners
     # each until a time per learner is known) and the tail are a small part of it.
@@ -71,18 +69,16 @@ def main() -> int:
     runs = {}
     for workers in (1, 2):
         wait_quiet()
-        with fresh_database() as dsn:
+        with fresh_database() as dsn, scratch_ledger(directory, f"scaling-{workers}w") as ledger:
             spec = EngineSpec(
                 source=str(evidence),
                 roster=str(roster),
                 database=dsn,
                 workers=workers,
-                ledger=str(directory / f"scaling-{workers}w-{time.time_ns()}.jsonl"),
+                ledger=str(ledger),
                 env=env,
             )
-            runs[workers] = run_engine(spec, dbname=dsn.rsplit("/", 1)[1])
-            Path(spec.ledger).unlink(missing_ok=True)
-            Path(spec.ledger).with_suffix(".report.json").unlink(missing_ok=True)
+            runs[workers] = run_engine(spec)
 
     info = environment()
     print(

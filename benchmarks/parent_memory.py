@@ -23,7 +23,6 @@ Target (project issue 4): parent peak < 300 MB for 1,000,000 ids.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import sys
@@ -35,11 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench import (
     EngineSpec,
+    bench_arguments,
     bench_env,
     cohort,
     environment,
     fresh_database,
     run_engine,
+    scratch_ledger,
     wait_quiet,
     work_dir,
 )
@@ -62,23 +63,22 @@ def roster(directory: Path, known: Path, size: int) -> Path:
 
 
 @contextlib.contextmanager
-def store_url(kind: str, directory: Path) -> Iterator[tuple[str, str | None]]:
-    """A fresh PostgreSQL database, or a fresh SQLite file; yields (URL, database name)."""
+def store_url(kind: str, directory: Path) -> Iterator[str]:
+    """A fresh PostgreSQL database, or a fresh SQLite file; yields its URL."""
     if kind == "postgresql":
         with fresh_database() as dsn:
-            yield dsn, dsn.rsplit("/", 1)[1]
+            yield dsn
         return
     path = directory / f"memory-{time.time_ns()}.sqlite"
     try:
-        yield f"sqlite:///{path}", None
+        yield f"sqlite:///{path}"
     finally:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10,000 and 100,000 ids")
+    parser = bench_arguments(__doc__, quick="10,000 and 100,000 ids")
     parser.add_argument("--sizes", help="comma-separated roster sizes")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
@@ -87,8 +87,6 @@ def main() -> int:
         default="postgresql",
         help="the result store, a fresh one per run (the parent's memory does not depend on it)",
     )
-    parser.add_argument("--dir", help="work directory (cohorts and rosters are cached there)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args()
     if args.sizes:
         sizes = [int(s) for s in args.sizes.split(",")]
@@ -102,21 +100,21 @@ def main() -> int:
     for size in sizes:
         ids = roster(directory, known, size)
         wait_quiet()
-        with store_url(args.store, directory) as (dsn, dbname):
+        with (
+            store_url(args.store, directory) as dsn,
+            scratch_ledger(directory, f"memory-{size}") as ledger,
+        ):
             spec = EngineSpec(
                 source=str(evidence),
                 roster=str(ids),
                 database=dsn,
                 workers=args.workers,
-                ledger=str(directory / f"memory-{size}-{time.time_ns()}.jsonl"),
+                ledger=str(ledger),
                 env=env,
                 timings=False,
             )
-            runs[size] = run_engine(spec, dbname=dbname)
-        ledger = Path(spec.ledger)
-        runs[size]["ledgerMiB"] = ledger.stat().st_size / 2**20
-        ledger.unlink(missing_ok=True)
-        ledger.with_suffix(".report.json").unlink(missing_ok=True)
+            runs[size] = run_engine(spec)
+            runs[size]["ledgerMiB"] = ledger.stat().st_size / 2**20
 
     info = environment()
     print(

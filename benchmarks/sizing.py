@@ -25,7 +25,7 @@ recommendation for this machine at latency --latency-ms (default 50).
 
 from __future__ import annotations
 
-import argparse
+import functools
 import json
 import sys
 import time
@@ -39,6 +39,7 @@ from _bench import (
     CalibrationSpec,
     DoubleProcess,
     EngineSpec,
+    bench_arguments,
     bench_env,
     bound,
     calibrate,
@@ -47,6 +48,7 @@ from _bench import (
     fresh_database,
     roster_head,
     run_engine,
+    scratch_ledger,
     upstream_figures,
     wait_quiet,
     work_dir,
@@ -81,20 +83,18 @@ def run_point(
 ) -> dict[str, Any]:
     wait_quiet(timeout=quiet_timeout)
     double.journal()  # forget the previous point's requests
-    with fresh_database() as dsn:
+    with fresh_database() as dsn, scratch_ledger(directory, "sizing") as ledger:
         spec = EngineSpec(
             source=double.uri,
             roster=str(roster_head(directory, roster, n)),
             database=dsn,
             workers=workers,
-            ledger=str(directory / f"sizing-{time.time_ns()}.jsonl"),
+            ledger=str(ledger),
             env=env,
             chunksize=chunksize,
             upstream_pid=double.pid,
         )
-        run = run_engine(spec, dbname=dsn.rsplit("/", 1)[1])
-    Path(spec.ledger).unlink(missing_ok=True)
-    Path(spec.ledger).with_suffix(".report.json").unlink(missing_ok=True)
+        run = run_engine(spec)
     run["upstream"] = upstream_figures(double.journal(), run["learners"])
     run.pop("arrivals", None)  # big; the figures derived from it are kept
     return run
@@ -185,15 +185,16 @@ def describe(term: str, rate: float | None) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small sweep (< 2 minutes)")
+    parser = bench_arguments(
+        __doc__,
+        quick="a small sweep (< 2 minutes)",
+        json_help="JSON output (default benchmarks/out/...)",
+    )
     parser.add_argument(
         "--latency-ms", type=float, default=50, help="the upstream latency to recommend for"
     )
     parser.add_argument("--rate", type=float, help="CEREDIS_SOURCE_RATE (default: none binds)")
     parser.add_argument("--seconds", type=float, help="target seconds per point (8; quick 2.5)")
-    parser.add_argument("--dir", help="work directory (cohorts are cached there)")
-    parser.add_argument("--json", type=Path, help="JSON output (default benchmarks/out/...)")
     parser.add_argument("--html", type=Path, help="HTML chart (default benchmarks/out/...)")
     args = parser.parse_args()
     grid = QUICK if args.quick else FULL
@@ -231,27 +232,21 @@ def main() -> int:
                 if evidence == grid["evidence"][0] and latency_ms in (0, 50):
                     plan.append((1, 1, True))  # the baseline: one worker, chunks of 1
                 for workers, chunksize, baseline in plan:
-                    predicted = bound(
+                    at_point = functools.partial(
+                        bound,
                         cal,
                         workers=workers,
                         latency=latency_ms / 1000,
-                        fetches=fetches,
                         rate=args.rate,
                         chunk=chunksize,
                     )
+                    predicted = at_point(fetches=fetches)
                     n = point_learners(predicted.value, seconds, workers, len(ids))
                     run = run_point(
                         double, directory, roster, n, workers, env, chunksize, quiet_timeout
                     )
                     f_run = run["upstream"]["fetchesPerLearner"] or fetches
-                    model = bound(
-                        cal,
-                        workers=workers,
-                        latency=latency_ms / 1000,
-                        fetches=f_run,
-                        rate=args.rate,
-                        chunk=chunksize,
-                    )
+                    model = at_point(fetches=f_run)
                     others = {k: v for k, v in model.terms.items() if v and k != "workers"}
                     nxt = min(others, key=others.get)
                     point = {

@@ -83,10 +83,10 @@ def test_sample_cohort_root_from_jsonl_and_csv(tmp_path):
 def test_remote_sources_root(tmp_path, monkeypatch):
     from ceredis.referential import bundled_referential
     from ceredis.sources.files import read_evidence_file
-    from ceredis.sources.kbac import EngineKey
-    from ceredis.testing.cass_double import CassDouble
-    from ceredis.testing.ralph import RalphLRS
-    from ceredis.testing.xapi_fixtures import evidence_to_statements
+    from doubles.cass_double import CassDouble
+    from doubles.kbac import generate_key
+    from doubles.ralph import RalphLRS
+    from doubles.xapi_fixtures import evidence_to_statements
 
     agents, seed, expected = (
         (2000, 1, SAMPLE_2000_SEED_1_ROOT) if FULL else (200, 3, REMOTE_200_SEED_3_ROOT)
@@ -100,7 +100,7 @@ def test_remote_sources_root(tmp_path, monkeypatch):
     }
 
     with CassDouble.from_evidence(
-        records, competencies=competencies, engine_key=EngineKey.generate(), seed=2
+        records, competencies=competencies, engine_key=generate_key(), seed=2
     ) as cass:
         for name, value in cass.source_env(tmp_path / "engine.pem").items():
             monkeypatch.setenv(name, value)

@@ -19,9 +19,10 @@ from ceredis.referential import bundled_referential
 from ceredis.sample import write_cohort
 from ceredis.sources.files import read_evidence_file
 from ceredis.sources.kbac import EngineKey
-from ceredis.testing.cass_double import CassDouble, Fault
-from ceredis.testing.ralph import RalphLRS
-from ceredis.testing.xapi_fixtures import evidence_to_statements
+from doubles.cass_double import CassDouble, Fault
+from doubles.kbac import generate_key
+from doubles.ralph import RalphLRS
+from doubles.xapi_fixtures import evidence_to_statements
 from ledger.reader import read_ledger
 
 RATE = 150.0  # requests/s for all workers together
@@ -40,7 +41,7 @@ def competencies() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def engine_key() -> EngineKey:
-    return EngineKey.generate()
+    return generate_key()
 
 
 def cohort(folder: Path, agents: int, seed: int, per_learner: int = 20):

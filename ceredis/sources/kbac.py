@@ -7,13 +7,15 @@ What a read-only CaSS client needs (cass-api.md §3):
   they expire; the server then releases the objects the key owns or reads.
 * :func:`decrypt_value` opens an ``EncryptedValue``: RSA-OAEP-SHA1 unwraps the AES
   secret (``secret[i]`` belongs to ``owner[i]``, then to the readers), AES-128-CTR
-  decrypts the payload. :func:`encrypt_value` is the reverse, used to build fixtures.
+  decrypts the payload.
 * :func:`fingerprint` is a key's CaSS fingerprint (md5 of the OpenSSH public-key blob),
   the GUID of the key's ``schema.org/Person``.
 
 ``cryptography`` is an optional dependency (``pip install 'ceredis[cass]'``), imported
-only when a key is used; without it a :class:`~ceredis.errors.ConfigError` says so.
-Private keys are never printed: :class:`EngineKey` has no revealing ``repr``.
+inside the functions that use it; without it a :class:`~ceredis.errors.ConfigError` says
+so. Private keys are never printed: :class:`EngineKey` has no revealing ``repr``.
+Encryption, signature checks and key generation serve only the test doubles and stay
+outside the product.
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ceredis.errors import ConfigError, SourceError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.padding import OAEP
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 __all__ = [
     "KBAC_CONTEXT",
@@ -39,16 +46,16 @@ __all__ = [
     "EngineKey",
     "SignatureSheets",
     "decrypt_value",
-    "encrypt_value",
     "fingerprint",
     "is_encrypted",
+    "load_public_key",
     "normalize_pem",
+    "oaep_sha1",
     "owners",
+    "public_key_pem",
     "readers",
     "sign_entry",
     "signed_message",
-    "verify_entry",
-    "wrap_secret",
 ]
 
 KBAC_CONTEXT = "https://schema.cassproject.org/kbac/0.4"
@@ -69,37 +76,28 @@ class DecryptionError(SourceError):
 # -- cryptography, imported lazily -----------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _crypto() -> Any:
-    """The ``cryptography`` modules we use, or a ConfigError saying how to install them."""
+def _require_cryptography() -> None:
+    """Raise a ConfigError naming the ``cass`` extra when ``cryptography`` is missing.
+
+    Called first by every function that can run before a key object exists; the others
+    (methods of a loaded key) import ``cryptography`` directly.
+    """
     try:
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import padding, rsa
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        import cryptography  # noqa: F401
     except ImportError:
         raise ConfigError(
             f"CaSS signatures and encrypted fields need the 'cryptography' package; {_INSTALL_HINT}"
         ) from None
 
-    class _C:
-        pass
 
-    c = _C()
-    c.InvalidSignature = InvalidSignature
-    c.hashes = hashes
-    c.serialization = serialization
-    c.padding = padding
-    c.rsa = rsa
-    c.Cipher = Cipher
-    c.algorithms = algorithms
-    c.modes = modes
-    return c
+def oaep_sha1() -> OAEP:
+    """RSA-OAEP with SHA-1 and MGF1-SHA-1, as CaSS wraps ``EncryptedValue`` secrets."""
+    _require_cryptography()
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
 
-
-def _oaep(c: Any) -> Any:
-    return c.padding.OAEP(
-        mgf=c.padding.MGF1(algorithm=c.hashes.SHA1()), algorithm=c.hashes.SHA1(), label=None
+    return padding.OAEP(
+        mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None
     )
 
 
@@ -128,30 +126,34 @@ def _multiline_pem(pem: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
-def _load_public(pem: str) -> Any:
-    c = _crypto()
+def load_public_key(pem: str) -> PublicKeyTypes:
+    """The public key of a PEM in any line layout (cached: the same keys recur)."""
+    _require_cryptography()
+    from cryptography.hazmat.primitives import serialization
+
     try:
-        return c.serialization.load_pem_public_key(_multiline_pem(pem))
+        return serialization.load_pem_public_key(_multiline_pem(pem))
     except ValueError:
         # PKCS#1 "RSA PUBLIC KEY" blocks load the same way; anything else is unusable.
         raise ConfigError("cannot read a CaSS public key (expected an RSA PEM)") from None
 
 
-def _public_pem(public_key: Any) -> str:
-    c = _crypto()
+def public_key_pem(public_key: PublicKeyTypes) -> str:
+    """A public key as CaSS stores it: SubjectPublicKeyInfo PEM on one line."""
+    from cryptography.hazmat.primitives import serialization
+
     data = public_key.public_bytes(
-        c.serialization.Encoding.PEM, c.serialization.PublicFormat.SubjectPublicKeyInfo
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return normalize_pem(data.decode("ascii"))
 
 
 def fingerprint(public_pem: str) -> str:
     """CaSS key fingerprint: md5 hex of the OpenSSH public-key blob (a Person's GUID)."""
-    c = _crypto()
-    key = _load_public(public_pem)
-    openssh = key.public_bytes(
-        c.serialization.Encoding.OpenSSH, c.serialization.PublicFormat.OpenSSH
-    )
+    key = load_public_key(public_pem)
+    from cryptography.hazmat.primitives import serialization
+
+    openssh = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     blob = base64.b64decode(openssh.split()[1])
     return hashlib.md5(blob).hexdigest()
 
@@ -161,35 +163,33 @@ def fingerprint(public_pem: str) -> str:
 
 class EngineKey:
     """An RSA private key (the engine's, or a fixture's). Never printed or pickled in
-    clear text by accident: ``repr`` shows only the fingerprint."""
+    clear text by accident: ``repr`` shows only the fingerprint. (Holding a key object
+    means ``cryptography`` is installed: the methods import it directly.)"""
 
-    def __init__(self, private_key: Any) -> None:
+    def __init__(self, private_key: RSAPrivateKey) -> None:
         self._key = private_key
-        self.public_pem = _public_pem(private_key.public_key())
+        self.public_pem = public_key_pem(private_key.public_key())
         self._fingerprint: str | None = None
         self._secret_cache: OrderedDict[str, bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     @classmethod
-    def generate(cls, bits: int = 2048) -> EngineKey:
-        """A new random RSA key (slow: about 0.1 s for 2048 bits)."""
-        c = _crypto()
-        return cls(c.rsa.generate_private_key(public_exponent=65537, key_size=bits))
-
-    @classmethod
     def from_pem(cls, pem: str | bytes, *, where: str = "the private key") -> EngineKey:
         """Load a PKCS#1 or PKCS#8 PEM (one-line CaSS form accepted, no passphrase)."""
-        c = _crypto()
+        _require_cryptography()
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         text = pem.decode("ascii", "replace") if isinstance(pem, bytes) else pem
         try:
-            key = c.serialization.load_pem_private_key(_multiline_pem(text), password=None)
+            key = serialization.load_pem_private_key(_multiline_pem(text), password=None)
         except ConfigError:
             raise ConfigError(f"{where} is not a PEM private key") from None
         except (ValueError, TypeError):
             raise ConfigError(
                 f"{where} cannot be read as an unencrypted RSA private key (PKCS#1 or PKCS#8)"
             ) from None
-        if not isinstance(key, c.rsa.RSAPrivateKey):
+        if not isinstance(key, rsa.RSAPrivateKey):
             raise ConfigError(f"{where} is not an RSA key; CaSS uses RSA-2048 keys")
         return cls(key)
 
@@ -212,17 +212,20 @@ class EngineKey:
 
     def private_pem(self) -> str:
         """The private key as a PKCS#8 PEM (for writing fixtures; handle with care)."""
-        c = _crypto()
+        from cryptography.hazmat.primitives import serialization
+
         return self._key.private_bytes(
-            c.serialization.Encoding.PEM,
-            c.serialization.PrivateFormat.PKCS8,
-            c.serialization.NoEncryption(),
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
         ).decode("ascii")
 
     def sign(self, message: bytes) -> bytes:
         """RSASSA-PKCS1-v1_5 with SHA-256."""
-        c = _crypto()
-        return self._key.sign(message, c.padding.PKCS1v15(), c.hashes.SHA256())
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        return self._key.sign(message, padding.PKCS1v15(), hashes.SHA256())
 
     def unwrap_secret(self, secret_b64: str) -> bytes:
         """RSA-OAEP-SHA1 decrypt one ``secret[i]`` (cached: objects share secrets)."""
@@ -231,8 +234,7 @@ class EngineKey:
             if hit is not None:
                 self._secret_cache.move_to_end(secret_b64)
                 return hit
-        c = _crypto()
-        plain = self._key.decrypt(base64.b64decode(secret_b64, validate=True), _oaep(c))
+        plain = self._key.decrypt(base64.b64decode(secret_b64, validate=True), oaep_sha1())
         with self._cache_lock:
             self._secret_cache[secret_b64] = plain
             while len(self._secret_cache) > 4096:
@@ -277,30 +279,6 @@ def sign_entry(key: EngineKey, *, server: str, expiry_ms: int) -> dict[str, Any]
     }
     entry["@signatureSha256"] = base64.b64encode(key.sign(signed_message(entry))).decode("ascii")
     return entry
-
-
-def verify_entry(entry: Mapping[str, Any]) -> bool:
-    """Whether an entry's ``@signatureSha256`` (or SHA-1 ``@signature``) verifies."""
-    c = _crypto()
-    owner = entry.get("@owner", entry.get("owner"))
-    if not isinstance(owner, str):
-        return False
-    try:
-        public = _load_public(owner)
-    except ConfigError:
-        return False
-    for field, digest in (("@signatureSha256", c.hashes.SHA256()), ("@signature", c.hashes.SHA1())):
-        sig = entry.get(field)
-        if not isinstance(sig, str):
-            continue
-        try:
-            public.verify(
-                base64.b64decode(sig), signed_message(entry), c.padding.PKCS1v15(), digest
-            )
-        except (c.InvalidSignature, binascii.Error, ValueError):
-            return False
-        return True
-    return False
 
 
 class SignatureSheets:
@@ -382,9 +360,11 @@ def readers(obj: Mapping[str, Any]) -> list[str]:
     return _pem_list(obj, "reader")
 
 
-def _aes_ctr(key: bytes, counter: bytes, data: bytes) -> bytes:
-    c = _crypto()
-    ctx = c.Cipher(c.algorithms.AES(key), c.modes.CTR(counter)).encryptor()
+def _aes_ctr_decrypt(key: bytes, counter: bytes, data: bytes) -> bytes:
+    _require_cryptography()
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    ctx = Cipher(algorithms.AES(key), modes.CTR(counter)).decryptor()
     return ctx.update(data) + ctx.finalize()
 
 
@@ -447,61 +427,10 @@ def decrypt_value(value: Mapping[str, Any], key: EngineKey | None) -> str:
         except (ValueError, binascii.Error):
             raise DecryptionError("the field's payload is not base64") from None
         try:
-            return _aes_ctr(aes_key, counter, data).decode("utf-8")
+            return _aes_ctr_decrypt(aes_key, counter, data).decode("utf-8")
         except UnicodeDecodeError:
             raise DecryptionError(
                 "the field decrypts to bytes that are not UTF-8 text (wrong secret?)"
             ) from None
     except ConfigError as exc:
         raise DecryptionError(str(exc)) from None
-
-
-def encrypt_value(
-    plaintext: str,
-    owner_pems: Sequence[str],
-    reader_pems: Sequence[str] = (),
-    *,
-    object_id: str | None = None,
-    aes_key: bytes | None = None,
-    wrapped: Mapping[str, str] | None = None,
-    iv: bytes | None = None,
-) -> dict[str, Any]:
-    """An ``EncryptedValue`` as the official library writes it (cass-api.md §3.3).
-
-    A fresh 16-byte AES key is drawn unless *aes_key* is given; *wrapped* may map
-    each recipient PEM to its already wrapped secret for that key, so one object's
-    fields (or a fixture's many objects) reuse one RSA operation per recipient, as the
-    library does for 20 s.
-    """
-    aes_key = os.urandom(16) if aes_key is None else aes_key
-    iv = os.urandom(16) if iv is None else iv
-    owner_pems = [normalize_pem(p) for p in owner_pems]
-    reader_pems = [normalize_pem(p) for p in reader_pems]
-    secrets = [
-        wrapped[pem] if wrapped is not None and pem in wrapped else wrap_secret(aes_key, pem)
-        for pem in [*owner_pems, *reader_pems]
-    ]
-    value: dict[str, Any] = {"@context": KBAC_CONTEXT}
-    if object_id is not None:
-        value["@id"] = object_id
-    value["@type"] = "EncryptedValue"
-    value["iv"] = base64.b64encode(iv).decode("ascii")
-    value["owner"] = owner_pems
-    value["payload"] = base64.b64encode(_aes_ctr(aes_key, iv, plaintext.encode("utf-8"))).decode(
-        "ascii"
-    )
-    if reader_pems:
-        value["reader"] = reader_pems
-    value["secret"] = secrets
-    return value
-
-
-def wrap_secret(aes_key: bytes, recipient_pem: str) -> str:
-    """RSA-OAEP-SHA1 wrap of ``{"v":null,"s":<key>}`` for one recipient (base64)."""
-    c = _crypto()
-    secret_plain = json.dumps(
-        {"v": None, "s": base64.b64encode(aes_key).decode("ascii")}, separators=(",", ":")
-    ).encode("utf-8")
-    return base64.b64encode(_load_public(recipient_pem).encrypt(secret_plain, _oaep(c))).decode(
-        "ascii"
-    )

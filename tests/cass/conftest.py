@@ -12,7 +12,8 @@ import pytest
 from ceredis.sources.cass import CassSource
 from ceredis.sources.kbac import EngineKey
 from ceredis.sources.ratelimit import RateLimiter
-from ceredis.testing.cass_double import CassDouble
+from doubles.cass_double import CassDouble
+from doubles.kbac import generate_key
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -35,7 +36,7 @@ QUICK = {
 @pytest.fixture(scope="session")
 def engine_key() -> EngineKey:
     """The engine's RSA key (generated once per session: generation is slow)."""
-    return EngineKey.generate()
+    return generate_key()
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ import pytest
 import urllib3
 
 from ceredis.sources import kbac
-from ceredis.testing.cass_double import OBJECT_NOT_FOUND, CassDouble, Fault
-from ceredis.testing.cass_query import QuerySyntaxError, parse_query
+from doubles.cass_double import OBJECT_NOT_FOUND, CassDouble, Fault
+from doubles.cass_query import QuerySyntaxError, parse_query
 
 from .conftest import SAMPLES, records
 

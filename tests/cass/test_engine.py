@@ -10,7 +10,7 @@ import pytest
 from ceredis.engine import run_batch
 from ceredis.plan import plan_batch
 from ceredis.sources.files import bundled_cohort, bundled_roster, read_evidence_file
-from ceredis.testing.cass_double import CassDouble, Fault
+from doubles.cass_double import CassDouble, Fault
 
 
 def test_same_results_root_from_the_file_and_from_cass(

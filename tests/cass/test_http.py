@@ -18,7 +18,7 @@ from ceredis.sources.http import (
     parse_retry_after,
     snippet,
 )
-from ceredis.testing.cass_double import CassDouble, Fault
+from doubles.cass_double import CassDouble, Fault
 
 # -- the policy, without I/O -----------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 from ceredis.errors import ConfigError
 from ceredis.sources.http import HttpClient, RetryPolicy, Timeouts
 from ceredis.sources.ratelimit import RateLimiter, SharedRateLimiter
-from ceredis.testing.cass_double import CassDouble, Fault
+from doubles.cass_double import CassDouble, Fault
 
 #: Allowance for the spread of network delays between a request's start (what the
 #: limiter paces) and its arrival (what the double's journal stamps).

@@ -14,8 +14,9 @@ from ceredis.sources import kbac
 from ceredis.sources.cass import CassSource, check_uri
 from ceredis.sources.http import Failure, _AttemptFailed
 from ceredis.sources.kbac import DecryptionError
-from ceredis.testing.cass_double import Fault, _Reply
-from ceredis.testing.cass_query import QuerySyntaxError
+from doubles.cass_double import Fault, _Reply
+from doubles.cass_query import QuerySyntaxError
+from doubles.kbac import generate_key
 
 from .conftest import records
 
@@ -49,7 +50,7 @@ def test_secrets_never_appear_in_errors_logs_or_the_journal(
     attempt(source.fetch, "L0001")  # every worker now waits out the 60 s cap: no slot
     anonymous = open_source(cass, key=False, env=env)
     attempt(anonymous.fetch, "L0001")
-    stranger = kbac.EngineKey.generate()
+    stranger = generate_key()
     other = cass_factory(records("L0002", 1), competencies=competencies, engine_key=stranger)
     attempt(open_source(other, env=env).fetch, "L0002")
     bad_key = tmp_path / "broken.pem"

@@ -18,8 +18,9 @@ from ceredis.scoring import evaluate
 from ceredis.sources import kbac
 from ceredis.sources.cass import check_uri, ms_to_iso, parse_uri
 from ceredis.sources.files import bundled_cohort, read_evidence_file
-from ceredis.testing.cass_double import CassDouble, Fault
-from ceredis.testing.cass_fixtures import build_fixtures
+from doubles.cass_double import CassDouble, Fault
+from doubles.cass_fixtures import build_fixtures
+from doubles.kbac import encrypt_value, generate_key
 
 from .conftest import QUICK, record, records
 
@@ -190,7 +191,7 @@ def test_missing_malformed_and_undecryptable_payloads_are_invalid_records(
     broken = copy.deepcopy(objs[:3])
     del broken[0]["evidence"]
     broken[1]["evidence"] = [
-        kbac.encrypt_value(
+        encrypt_value(
             "not json {",
             broken[1]["owner"],
             [cass.fixtures.persons["L0001"], engine_key.public_pem],
@@ -239,7 +240,7 @@ def test_anonymous_reads_lose_the_encrypted_fields_with_a_clear_error(
 
 
 def test_a_key_that_is_not_a_reader_gets_a_clear_error(cass_factory, open_source, competencies):
-    stranger = kbac.EngineKey.generate()
+    stranger = generate_key()
     cass = cass_factory(records("L0001", 2), competencies=competencies, engine_key=stranger)
     with pytest.raises(SourceError, match=r"Add the engine's key \(fingerprint [0-9a-f]{32}\)"):
         open_source(cass).fetch("L0001")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ceredis.sources.xapi import ENV_PASSWORD, ENV_USERNAME, XapiSource
-from ceredis.testing.ralph import RalphLRS
+from doubles.ralph import RalphLRS
 
 USERNAME = "ceredis-reader"
 PASSWORD = "Pw-7f3c91e0-not-in-any-message"

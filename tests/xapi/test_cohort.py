@@ -8,8 +8,8 @@ from ceredis.evidence import RawEvidence, submitted, validate
 from ceredis.referential import bundled_referential
 from ceredis.sample import generate_cohort
 from ceredis.sources.xapi import XapiSource
-from ceredis.testing.ralph import RalphLRS
-from ceredis.testing.xapi_fixtures import evidence_to_statements
+from doubles.ralph import RalphLRS
+from doubles.xapi_fixtures import evidence_to_statements
 from ledger.canonical import canonical
 
 Open = Callable[..., XapiSource]

@@ -20,7 +20,7 @@ from ceredis.sources.xapi import (
     raw_score,
     statement_to_evidence,
 )
-from ceredis.testing.xapi_fixtures import evidence_to_statement, statement_id
+from doubles.xapi_fixtures import evidence_to_statement, statement_id
 from ledger.canonical import canonical
 
 CASS = "https://cass.ceredis.net/api/data/schema.cassproject.org.0.4.Competency/"

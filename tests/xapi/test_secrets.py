@@ -12,7 +12,7 @@ import pytest
 
 from ceredis.errors import CeredisError
 from ceredis.sources.xapi import XapiSource, check_uri
-from ceredis.testing.ralph import RalphLRS
+from doubles.ralph import RalphLRS
 from tests.xapi.conftest import PASSWORD, USERNAME, credentials
 
 Open = Callable[..., XapiSource]

@@ -14,8 +14,8 @@ import pytest
 from ceredis.errors import SourceError
 from ceredis.sources.ratelimit import RateLimiter
 from ceredis.sources.xapi import DEFAULT_HOME_PAGE, XapiSource
-from ceredis.testing.ralph import RalphLRS
-from ceredis.testing.xapi_fixtures import evidence_to_statements, statement_id
+from doubles.ralph import RalphLRS
+from doubles.xapi_fixtures import evidence_to_statements, statement_id
 from tests.xapi.conftest import FAST_FAIL, PASSWORD, SMALL_PAGE, credentials
 
 Open = Callable[..., XapiSource]

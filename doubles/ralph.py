@@ -72,7 +72,7 @@ def default_venv_dir() -> Path:
     configured = os.environ.get(VENV_ENV)
     if configured:
         return Path(configured).expanduser().resolve()
-    return Path(__file__).resolve().parents[2] / ".cache" / "ralph-venv"
+    return Path(__file__).resolve().parents[1] / ".cache" / "ralph-venv"
 
 
 def provision(venv_dir: Path | None = None) -> Path:

@@ -12,7 +12,7 @@ Routes: ``GET /api/ping``; search on ``GET|POST /api/data`` and the deprecated
 ``GET|POST /api/data/{type}/{uid}[/{version}]`` and ``/api/data/{uid}``;
 ``POST /api/sky/repo/multiGet``. Errors are plain text, as CaSS sends them.
 
-Behaviour: the query subset of :mod:`ceredis.testing.cass_query` (else 400), the
+Behaviour: the query subset of :mod:`doubles.cass_query` (else 400), the
 10,000-result window (400 with the Elasticsearch text), ``sort`` as a JSON string
 (else 400), ``index_hint``, KBAC "strip" (default: encrypted values and reader-only
 objects are removed unless a signature-sheet owner is a recipient), "off" and "strict"
@@ -44,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from ceredis.testing.cass_query import (
+from doubles.cass_query import (
     QuerySyntaxError,
     fold,
     is_whole_only,
@@ -703,9 +703,9 @@ class CassDouble:
         an :class:`~ceredis.sources.kbac.EngineKey` (or a public PEM): the engine is
         a reader of every encrypted field. ``encrypted`` defaults to True when a key
         is given; plain fixtures suit large benchmarks. Other options go to the
-        constructor. See :mod:`ceredis.testing.cass_fixtures` for the mapping.
+        constructor. See :mod:`doubles.cass_fixtures` for the mapping.
         """
-        from ceredis.testing.cass_fixtures import build_fixtures
+        from doubles.cass_fixtures import build_fixtures
 
         double = cls(seed=seed, **options)
         engine_pem = None
@@ -965,6 +965,7 @@ class CassDouble:
 
     def _verify(self, item: Mapping[str, Any]) -> None:
         from ceredis.sources import kbac
+        from doubles.kbac import verify_entry
 
         if item.get("@type", item.get("type")) != kbac.SIGNATURE_TYPE:
             raise _Reply(422, "Invalid Signature Version.")
@@ -978,7 +979,7 @@ class CassDouble:
         cache_key = sig + kbac.signed_message(item).decode("utf-8")
         ok = self._verified.get(cache_key)
         if ok is None:
-            ok = 1 if kbac.verify_entry(item) else 0
+            ok = 1 if verify_entry(item) else 0
             self._verified[cache_key] = ok
         if not ok:
             raise _Reply(451, "Invalid Signature Detected: " + str(item.get("@owner", ""))[:80])

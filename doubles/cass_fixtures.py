@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from ceredis.sources import kbac
+from doubles.kbac import encrypt_value, wrap_secret
 
 __all__ = [
     "ASSERTION_CONTEXT",
@@ -84,7 +85,7 @@ class KeyFactory:
             from cryptography.hazmat.primitives.asymmetric import rsa
 
             n = self._rng.getrandbits(2048) | (1 << 2047) | 1
-            pem = kbac._public_pem(rsa.RSAPublicNumbers(65537, n).public_key())
+            pem = kbac.public_key_pem(rsa.RSAPublicNumbers(65537, n).public_key())
             self._by_name[name] = pem
         return pem
 
@@ -267,7 +268,7 @@ def build_fixtures(
             readers = [learner_pem, engine_pem]
             for pem in [validator_pem, *readers]:
                 if pem not in cache:
-                    cache[pem] = kbac.wrap_secret(aes, pem)
+                    cache[pem] = wrap_secret(aes, pem)
 
             owner_list = [validator_pem]
             ivs = rng.randbytes
@@ -277,7 +278,7 @@ def build_fixtures(
                     if isinstance(value, str)
                     else (("true" if value else "false") if isinstance(value, bool) else str(value))
                 )
-                assertion[name] = kbac.encrypt_value(
+                assertion[name] = encrypt_value(
                     text,
                     owner_list,
                     readers,
@@ -287,7 +288,7 @@ def build_fixtures(
                     iv=ivs(16),
                 )
             assertion["evidence"] = [
-                kbac.encrypt_value(
+                encrypt_value(
                     payload_text,
                     owner_list,
                     readers,
