@@ -16,11 +16,12 @@ from typing import Any
 from ceredis import __version__
 from ceredis.errors import ReplayError
 from ceredis.plan import BatchPlan, count_selection, iter_selection, utc_now
-from ceredis.pool import Outcome, Task, limiter_for, scored
+from ceredis.pool import Outcome, Task, scored
 from ceredis.referential import Referential, bundled_referential
 from ceredis.report import BatchReport, ReportFile
 from ceredis.scoring import evaluate
 from ceredis.sources import prepare_source
+from ceredis.sources.ratelimit import limiter_for
 from ceredis.stores import RunRow
 from ledger import LedgerWriter, read_ledger
 
@@ -76,7 +77,7 @@ def run_batch(plan: BatchPlan, progress: Progress | None = None) -> BatchReport:
     report_file = ReportFile(plan.report)
     finished = False
     try:
-        limiter = limiter_for(plan)
+        limiter = limiter_for(plan.source)
         tasks = _tasks(plan, report, report_file, done, limiter)
         progress.start(plan, count_selection(plan.selection, plan.source), done)
         for outcome in scored(plan, tasks, limiter):
