@@ -18,6 +18,7 @@ from ceredis.sources.http import (
     parse_retry_after,
     snippet,
 )
+from ceredis.sources.retry import Verdict
 from ceredis.testing.cass_double import CassDouble, Fault
 from tests.builders import settings_from
 
@@ -76,6 +77,20 @@ def test_no_retry_when_the_wait_would_pass_the_deadline():
         Failure("status", "", status=503, retry_after=5), attempt=1, now=98, deadline=100, rand=0
     )
     assert not decision.retry and "deadline" in decision.reason
+
+
+def test_each_decision_says_its_kind():
+    """Callers branch on the verdict, never on the reason's wording."""
+    policy = RetryPolicy(retries=1, retry_after_cap=60)
+
+    def verdict(failure: Failure, attempt: int = 1, now: float = 0) -> Verdict:
+        return policy.decide(failure, attempt=attempt, now=now, deadline=100, rand=0).kind
+
+    assert verdict(Failure("status", "", status=503)) is Verdict.RETRY
+    assert verdict(Failure("status", "", status=404)) is Verdict.NOT_RETRYABLE
+    assert verdict(Failure("status", "", status=429, retry_after=900)) is Verdict.WAIT_TOO_LONG
+    assert verdict(Failure("timeout", "t"), attempt=2) is Verdict.EXHAUSTED
+    assert verdict(Failure("status", "", status=503, retry_after=5), now=98) is Verdict.OUT_OF_TIME
 
 
 def test_retry_after_parsing():
