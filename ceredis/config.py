@@ -1,17 +1,20 @@
-"""Configuration: command-line flag > environment > config file > default.
+"""Configuration: every setting, read once: command-line flag > environment > config file > default.
 
 The config file is ``config.toml`` in the platform's user config directory (found with
-platformdirs; ``CEREDIS_CONFIG`` names another file). Its keys are the settings below,
-in snake case (``max_workers = 4``, ``database = "postgresql://…"``). Ledgers, reports
-and the embedded SQLite database live in the user data directory unless told otherwise.
+platformdirs; ``CEREDIS_CONFIG`` names another file). Its keys are the ``key`` column
+of :data:`SETTINGS` (``max_workers = 4``, ``database = "postgresql://…"``). This is the
+only module that reads the process environment; everything else is handed a
+:class:`Settings`. Ledgers, reports and the embedded SQLite database live in the user
+data directory unless told otherwise.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,102 +23,117 @@ import platformdirs
 
 from ceredis.errors import ConfigError
 
-__all__ = ["Settings", "cache_dir", "data_dir", "load_settings", "redact_url", "scrub"]
+__all__ = [
+    "SETTINGS",
+    "CassSettings",
+    "HttpSettings",
+    "PathSettings",
+    "RateSettings",
+    "Setting",
+    "Settings",
+    "XapiSettings",
+    "cache_dir",
+    "data_dir",
+    "load_settings",
+    "redact_url",
+    "scrub",
+    "settings_table",
+    "whole_number",
+]
 
 APP = "ceredis"
-
-#: setting -> environment variables that may carry it, in order of precedence
-ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
-    "max_workers": ("CEREDIS_MAX_WORKERS",),
-    "source": ("CEREDIS_SOURCE", "CASS_URL"),
-    "database": ("CEREDIS_DATABASE_URL", "DATABASE_URL"),
-    "ledger_dir": ("CEREDIS_LEDGER_DIR",),
-    "source_rate": ("CEREDIS_SOURCE_RATE",),
-}
+ENV_CONFIG = "CEREDIS_CONFIG"
 DEFAULT_WORKERS = 4
-_FLAGS = {"max_workers": "--workers"}  # settings whose command-line flag has another name
+
+
+# -- the settings object ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Timeouts (s) and retries of every request to a remote source."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    deadline: float = 120.0  # one logical request, retries and waits included
+    retries: int = 5
+    retry_after_cap: float = 60.0  # a longer Retry-After fails the request at once
+
+
+@dataclass(frozen=True)
+class RateSettings:
+    """The request-rate limit shared by every worker of a remote-source batch."""
+
+    rate: float = 20.0  # requests per second, all workers together
+    burst: int = 5  # requests allowed back to back
+
+
+@dataclass(frozen=True)
+class CassSettings:
+    """The CaSS source; ``None`` means the URI's option or the adapter's default."""
+
+    key: Path | None = None  # the engine's private key (PEM)
+    framework: str | None = None
+    authorization: str | None = field(default=None, repr=False)
+    agent_field: str | None = None
+    page_size: int | None = None
+    result_window: int | None = None
+
+
+@dataclass(frozen=True)
+class XapiSettings:
+    """The xAPI source's Basic-auth credentials and learners' account home page."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    home_page: str | None = None
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    """Where files go; ``config_file`` is the file read (``None`` if absent or empty)."""
+
+    data_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir(APP)))
+    cache_dir: Path = field(default_factory=lambda: Path(platformdirs.user_cache_dir(APP)))
+    ledger_dir: Path | None = None  # None: ledgers/ under data_dir
+    config_file: Path | None = None
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved settings; ``None`` means "not configured" (the embedded default applies)."""
+    """Every resolved setting; ``None`` means "not configured" (the embedded default)."""
 
     max_workers: int = DEFAULT_WORKERS
     source: str | None = None
-    database: str | None = None
-    ledger_dir: Path | None = None
-    source_rate: float | None = None
-    config_file: Path | None = None
+    database: str | None = field(default=None, repr=False)  # a URL may hold a password
+    http: HttpSettings = HttpSettings()
+    rate: RateSettings = RateSettings()
+    cass: CassSettings = CassSettings()
+    xapi: XapiSettings = XapiSettings()
+    paths: PathSettings = field(default_factory=PathSettings)
 
 
-def data_dir() -> Path:
-    """Where ledgers, reports and the embedded database go by default."""
-    return Path(os.environ.get("CEREDIS_DATA_DIR") or platformdirs.user_data_dir(APP))
+# -- the parsers: (value from a flag, the environment or TOML, where it came from) -----
 
 
-def cache_dir() -> Path:
-    """Where rebuildable files go (evidence-file indexes)."""
-    return Path(os.environ.get("CEREDIS_CACHE_DIR") or platformdirs.user_cache_dir(APP))
+def _text(value: Any, origin: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{origin}: expected a non-empty string")
+    return value.strip()
 
 
-def load_settings(
-    flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
-    """Resolve every setting from *flags* (None values ignored), *env* and the file."""
-    env = os.environ if env is None else env
-    flags = {k: v for k, v in (flags or {}).items() if v is not None}
-    path = (
-        Path(env["CEREDIS_CONFIG"])
-        if env.get("CEREDIS_CONFIG")
-        else (Path(platformdirs.user_config_dir(APP)) / "config.toml")
-    )
-    from_file = _read_file(path, explicit=bool(env.get("CEREDIS_CONFIG")))
-
-    values: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for name, names in ENVIRONMENT.items():
-        if name in flags:
-            values[name], origin[name] = flags[name], _FLAGS.get(name, f"--{name}")
-            continue
-        found = next((n for n in names if env.get(n)), None)
-        if found:
-            values[name], origin[name] = env[found], found
-        elif name in from_file:
-            values[name], origin[name] = from_file[name], f"{path} key {name}"
-
-    return Settings(
-        max_workers=_positive_int(
-            values.get("max_workers", DEFAULT_WORKERS), origin.get("max_workers", "default")
-        ),
-        source=_text(values.get("source"), origin.get("source")),
-        database=_text(values.get("database"), origin.get("database")),
-        ledger_dir=Path(values["ledger_dir"]) if values.get("ledger_dir") else None,
-        source_rate=_rate(values.get("source_rate"), origin.get("source_rate")),
-        config_file=path if from_file else None,
-    )
+def _secret(value: Any, origin: str) -> str:
+    """A credential, kept as given (never quoted back in a message)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{origin}: expected a non-empty string")
+    return value
 
 
-def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        if explicit:
-            raise ConfigError(f"config file {path} (CEREDIS_CONFIG) does not exist") from None
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path}: cannot read it ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
-    unknown = sorted(set(data) - set(ENVIRONMENT))
-    if unknown:
-        raise ConfigError(
-            f"config file {path}: unknown key{'s' if len(unknown) > 1 else ''} "
-            f"{', '.join(unknown)} (known: {', '.join(ENVIRONMENT)})"
-        )
-    return data
+def _path(value: Any, origin: str) -> Path:
+    return Path(_text(value, origin))
 
 
-def _positive_int(value: Any, origin: str) -> int:
+def _workers(value: Any, origin: str) -> int:
     try:
         number = int(value)
         if isinstance(value, bool) or str(number) != str(value).strip() or number < 1:
@@ -127,12 +145,11 @@ def _positive_int(value: Any, origin: str) -> int:
     return number
 
 
-def _rate(value: Any, origin: str | None) -> float | None:
-    if value is None:
-        return None
+def _rate(value: Any, origin: str) -> float:
     try:
-        rate = float(value)
-        if isinstance(value, bool) or not rate > 0 or rate == float("inf"):
+        text = value.strip().removesuffix("/s") if isinstance(value, str) else value
+        rate = float(text)
+        if isinstance(value, bool) or not rate > 0 or rate == math.inf:
             raise ValueError
     except (TypeError, ValueError):
         raise ConfigError(
@@ -142,12 +159,213 @@ def _rate(value: Any, origin: str | None) -> float | None:
     return rate
 
 
-def _text(value: Any, origin: str | None) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{origin}: expected a non-empty string")
-    return value.strip()
+def _burst(value: Any, origin: str) -> int:
+    return whole_number(value, origin, 1, 1_000_000, hint="; set it to e.g. 5")
+
+
+def _count(value: Any, origin: str) -> int:
+    return whole_number(value, origin, 1, 1_000_000)
+
+
+def _retries(value: Any, origin: str) -> int:
+    return whole_number(value, f"source HTTP settings: {origin}", 0, 1_000)
+
+
+def _seconds(value: Any, origin: str, *, positive: bool = False) -> float:
+    where = f"source HTTP settings: {origin}={value!r}"
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+        if isinstance(value, bool):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
+        kind = "positive" if positive else "non-negative"
+        raise ConfigError(f"{where} must be a {kind} number")
+    return seconds
+
+
+def _timeout(value: Any, origin: str) -> float:
+    return _seconds(value, origin, positive=True)
+
+
+def whole_number(value: Any, what: str, low: int, high: int, *, hint: str = "") -> int:
+    """*value* (an int, or its decimal text) within [*low*, *high*]; or a ConfigError."""
+    try:
+        number = int(value.strip() if isinstance(value, str) else value)
+        if isinstance(value, bool | float):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}={value!r} is not an integer{hint}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{what}={number} is out of range [{low}, {high}]{hint}")
+    return number
+
+
+# -- the definition: one row per setting -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One knob: where it lives in :class:`Settings`, the names that set it, its parser."""
+
+    attr: str  # "max_workers" or "group.field"
+    key: str | None  # config-file key (None: cannot be set in the file)
+    env: tuple[str, ...]  # environment variables, in order of precedence
+    parse: Callable[[Any, str], Any] = field(repr=False)
+    default: str  # as documented
+    doc: str
+    flag: str | None = None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("max_workers", "max_workers", ("CEREDIS_MAX_WORKERS",), _workers, "4",
+            "worker processes", "--workers"),
+    Setting("source", "source", ("CEREDIS_SOURCE", "CASS_URL"), _text, "the bundled cohort",
+            "evidence source URI", "--source"),
+    Setting("database", "database", ("CEREDIS_DATABASE_URL", "DATABASE_URL"), _text,
+            "SQLite in the data directory", "result store URL", "--database"),
+    Setting("paths.ledger_dir", "ledger_dir", ("CEREDIS_LEDGER_DIR",), _path,
+            "`ledgers/` in the data directory", "ledger directory"),
+    Setting("paths.data_dir", "data_dir", ("CEREDIS_DATA_DIR",), _path,
+            "platformdirs' user data dir", "data directory"),
+    Setting("paths.cache_dir", "cache_dir", ("CEREDIS_CACHE_DIR",), _path,
+            "platformdirs' user cache dir", "cache directory (evidence-file indexes)"),
+    Setting("paths.config_file", None, (ENV_CONFIG,), _path,
+            "`config.toml` in platformdirs' user config dir", "config file"),
+    Setting("rate.rate", "source_rate", ("CEREDIS_SOURCE_RATE",), _rate, "20",
+            "requests/s to a remote source, all workers together"),
+    Setting("rate.burst", "source_burst", ("CEREDIS_SOURCE_BURST",), _burst, "5",
+            "requests allowed back to back"),
+    Setting("http.connect_timeout", "source_connect_timeout",
+            ("CEREDIS_SOURCE_CONNECT_TIMEOUT",), _timeout, "5", "connect timeout (s)"),
+    Setting("http.read_timeout", "source_read_timeout", ("CEREDIS_SOURCE_READ_TIMEOUT",),
+            _timeout, "60", "read timeout between bytes (s)"),
+    Setting("http.deadline", "source_deadline", ("CEREDIS_SOURCE_DEADLINE",), _timeout,
+            "120", "deadline of one request, retries included (s)"),
+    Setting("http.retries", "source_retries", ("CEREDIS_SOURCE_RETRIES",), _retries, "5",
+            "retries of a failed request"),
+    Setting("http.retry_after_cap", "source_retry_after_cap",
+            ("CEREDIS_SOURCE_RETRY_AFTER_CAP",), _seconds, "60",
+            "longest Retry-After waited for (s)"),
+    Setting("cass.key", "cass_key", ("CEREDIS_CASS_KEY",), _path, "none (anonymous)",
+            "path to the engine's private key (PEM; secret)"),
+    Setting("cass.framework", "cass_framework", ("CEREDIS_CASS_FRAMEWORK",), _text, "none",
+            "CaSS framework (GUID or URL) when the URI has no `?framework=`"),
+    Setting("cass.authorization", "cass_authorization", ("CEREDIS_CASS_AUTHORIZATION",),
+            _text, "none", "CaSS `Authorization` header value (secret)"),
+    Setting("cass.agent_field", "cass_agent_field", ("CEREDIS_CASS_AGENT_FIELD",), _text,
+            "`identifier`", "Person property holding the learner id"),
+    Setting("cass.page_size", "cass_page_size", ("CEREDIS_CASS_PAGE_SIZE",), _count, "100",
+            "CaSS search page size"),
+    Setting("cass.result_window", "cass_result_window", ("CEREDIS_CASS_RESULT_WINDOW",),
+            _count, "10000", "CaSS search result window"),
+    Setting("xapi.username", "xapi_username", ("CEREDIS_XAPI_USERNAME",), _secret, "none",
+            "LRS Basic-auth user"),
+    Setting("xapi.password", "xapi_password", ("CEREDIS_XAPI_PASSWORD",), _secret, "none",
+            "LRS Basic-auth password (secret)"),
+    Setting("xapi.home_page", "xapi_homepage", ("CEREDIS_XAPI_HOMEPAGE",), _text,
+            "`https://ceredis.net/learners`", "learners' `account.homePage`"),
+)  # fmt: skip
+_FILE_KEYS = {s.key: s for s in SETTINGS if s.key}
+_GROUPS: Mapping[str, type] = {
+    "http": HttpSettings,
+    "rate": RateSettings,
+    "cass": CassSettings,
+    "xapi": XapiSettings,
+    "paths": PathSettings,
+}
+
+
+# -- resolving -------------------------------------------------------------------------
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Resolve every setting from *flags* (by key; None values ignored), *env*
+    (default: the process environment) and the config file."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    explicit = _found(env, ENV_CONFIG)
+    path = Path(explicit) if explicit else Path(platformdirs.user_config_dir(APP)) / "config.toml"
+    from_file = _read_file(path, explicit=bool(explicit))
+    groups: dict[str, dict[str, Any]] = {"": {}}
+    for setting in SETTINGS:
+        found = _lookup(setting, flags, env, from_file, path)
+        if found is not None:
+            group, _, attr = setting.attr.rpartition(".")
+            groups.setdefault(group, {})[attr] = setting.parse(*found)
+    groups.setdefault("paths", {})["config_file"] = path if from_file else None
+    nested = {name: _GROUPS[name](**values) for name, values in groups.items() if name}
+    return Settings(**groups[""], **nested)
+
+
+def _found(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    return value if value and value.strip() else None
+
+
+def _lookup(
+    setting: Setting,
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    from_file: Mapping[str, Any],
+    path: Path,
+) -> tuple[Any, str] | None:
+    """(the raw value, where it came from) by precedence, or None when unset."""
+    if setting.key in flags:
+        return flags[setting.key], setting.flag or f"--{setting.key}"
+    for name in setting.env:
+        if (value := _found(env, name)) is not None:
+            return value, name
+    if setting.key in from_file:
+        return from_file[setting.key], f"{path} key {setting.key}"
+    return None
+
+
+def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"config file {path} ({ENV_CONFIG}) does not exist") from None
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(data) - set(_FILE_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)} (known: {', '.join(_FILE_KEYS)})"
+        )
+    return data
+
+
+def data_dir() -> Path:
+    """Where ledgers, reports and the embedded database go by default."""
+    return load_settings().paths.data_dir
+
+
+def cache_dir() -> Path:
+    """Where rebuildable files go (evidence-file indexes)."""
+    return load_settings().paths.cache_dir
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from :data:`SETTINGS`."""
+    rows = ["| setting | flag | environment | config key | default |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        env = ", ".join(f"`{name}`" for name in s.env)
+        flag = f"`{s.flag}`" if s.flag else "—"
+        key = f"`{s.key}`" if s.key else "—"
+        rows.append(f"| {s.doc} | {flag} | {env} | {key} | {s.default} |")
+    return "\n".join(rows) + "\n"
+
+
+# -- showing values without their secrets ----------------------------------------------
 
 
 def redact_url(url: str) -> str:

@@ -17,11 +17,12 @@ from ceredis import __version__
 from ceredis.errors import ReplayError
 from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan, utc_now
-from ceredis.pool import Task, limiter_for, scored
+from ceredis.pool import Task, scored
 from ceredis.referential import Referential, bundled_referential
 from ceredis.report import BatchReport, ReportFile
 from ceredis.scoring import evaluate
 from ceredis.sources import prepare_source
+from ceredis.sources.ratelimit import limiter_for
 from ceredis.stores import ResultStore, RunRow
 from ledger import LedgerWriter, read_ledger
 
@@ -105,7 +106,7 @@ def _record_all(
 ) -> None:
     """Score every learner not yet in the ledger, record each in order, then the footer."""
     done = writer.count
-    limiter = limiter_for(plan)
+    limiter = limiter_for(plan.source)
     tasks = _tasks(plan, report, report_file, done, limiter)
     progress.start(plan, plan.selection.count(), done)
     for outcome in scored(plan, tasks, limiter):

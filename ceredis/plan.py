@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ceredis import __version__
-from ceredis.config import data_dir, load_settings
+from ceredis.config import load_settings
 from ceredis.errors import ConfigError, ReplayError
 from ceredis.referential import Referential, bundled_referential, parse_referential
 from ceredis.selection import (
@@ -57,7 +57,6 @@ class BatchPlan:
     ledger: Path
     report: Path
     chunksize: int | None = None
-    source_rate: float | None = None
     resume: bool = False  # continue plan.ledger (written by an earlier, killed run)
     embedded: bool = False  # nothing configured: bundled cohort into the embedded SQLite
 
@@ -90,22 +89,19 @@ def plan_batch(
     report: Path | None = None,
     chunksize: int | None = None,
     referential: Referential | None = None,
-    env: dict[str, str] | None = None,
 ) -> BatchPlan:
     """Resolve settings (flag > environment > config file > default) and check them all.
 
     With nothing configured this is the embedded default: the bundled cohort, scored
     into SQLite under the user data directory.
     """
-    settings = load_settings(
-        {"max_workers": workers, "source": source, "database": database}, env=env
-    )
+    settings = load_settings({"max_workers": workers, "source": source, "database": database})
     chosen = [bool(agents), agents_file is not None, all_agents]
     if sum(chosen) > 1:
         raise ConfigError("choose the learners with one of --agent, --file or --all")
     if chunksize is not None and chunksize < 1:
         raise ConfigError(f"--chunksize must be at least 1, not {chunksize}")
-    spec = prepare_source(settings.source)
+    spec = prepare_source(settings.source, settings)
     if agents:
         selection: Selection = Agents(tuple(_agent_id(a, "--agent") for a in agents))
     elif agents_file is not None:
@@ -118,11 +114,11 @@ def plan_batch(
         raise ConfigError(
             "no learners chosen: give --agent ID (repeatable), --file agents.txt or --all"
         )
-    home = data_dir()
+    home = settings.paths.data_dir
     store_url = settings.database or f"sqlite:///{home / 'ceredis.sqlite'}"
     store = prepare_store(store_url)
     run_id = str(uuid.uuid4())
-    ledger_dir = settings.ledger_dir or home / "ledgers"
+    ledger_dir = settings.paths.ledger_dir or home / "ledgers"
     ledger_path = Path(ledger) if ledger else ledger_dir / f"{run_id}.jsonl"
     if ledger_path.exists():
         raise ConfigError(f"ledger {ledger_path} already exists; use --resume to continue it")
@@ -137,7 +133,6 @@ def plan_batch(
         ledger=ledger_path,
         report=Path(report) if report else ledger_path.with_suffix(".report.json"),
         chunksize=chunksize,
-        source_rate=settings.source_rate,
         embedded=settings.source is None and settings.database is None,
     )
 
@@ -148,7 +143,6 @@ def plan_resume(
     database: str | None = None,
     workers: int | None = None,
     report: Path | None = None,
-    env: dict[str, str] | None = None,
 ) -> BatchPlan:
     """A plan that finishes the run recorded in an unfinished ledger (``--resume``).
 
@@ -158,10 +152,10 @@ def plan_resume(
     ledger = Path(ledger)
     with closing(read_ledger(ledger)) as records:
         header = _ledger_header(records, ledger)
-    settings = load_settings({"max_workers": workers, "database": database}, env=env)
+    settings = load_settings({"max_workers": workers, "database": database})
     referential = parse_referential(header["referential"], f"{ledger} header")
     source = header["source"]
-    spec = prepare_source(source["uri"])
+    spec = prepare_source(source["uri"], settings)
     if spec.sha256 != source.get("sha256"):
         raise ConfigError(
             f"the evidence file {source['uri']} changed since the run started (sha256 "
@@ -187,7 +181,6 @@ def plan_resume(
         workers=settings.max_workers,
         ledger=ledger,
         report=Path(report) if report else ledger.with_suffix(".report.json"),
-        source_rate=settings.source_rate,
         resume=True,
     )
 

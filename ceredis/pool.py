@@ -32,7 +32,7 @@ from ceredis.scoring import error_result
 from ceredis.sources import SourceSpec
 from ceredis.stores import ResultRow, StoreSpec
 
-__all__ = ["Task", "limiter_for", "scored"]
+__all__ = ["Task", "scored"]
 
 MAX_CHUNK = 64
 CHUNK_SECONDS = 0.25  # aim for chunks of about this duration (dispatch cost ≪ work)
@@ -323,18 +323,6 @@ def scored(plan: BatchPlan, tasks: Iterator[Task], limiter: Any) -> Iterator[Out
         pending = deque(
             [[t._replace(deaths=deaths.get(t.index, 0)) for t in c] for c in feeder.leftover()]
         )
-
-
-def limiter_for(plan: BatchPlan) -> Any:
-    """One request-rate limit shared by every process of a remote-source batch."""
-    if plan.source.kind == "file":
-        return None
-    from ceredis.sources.ratelimit import RateLimiter
-
-    limiter = RateLimiter.from_env(context=_FORK)  # default rate, CEREDIS_SOURCE_BURST
-    if plan.source_rate is not None:
-        limiter = RateLimiter(plan.source_rate, burst=limiter.burst, context=_FORK)
-    return limiter
 
 
 def _dead_slots(slots: Any) -> list[int] | None:

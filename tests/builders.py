@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
+from ceredis.config import Settings, load_settings
 from ceredis.evidence import RawEvidence
 from ceredis.referential import Referential
 
 TIMESTAMP = "2026-10-01T09:30:00+02:00"
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """The settings *env* gives, with the test run's (empty) config file."""
+    return load_settings(env={"CEREDIS_CONFIG": os.environ["CEREDIS_CONFIG"], **env})
 
 
 def record(

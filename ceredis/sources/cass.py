@@ -2,19 +2,13 @@
 
 URI: ``cass+https://host[:port][/prefix]/[?framework=<guid|url>&page_size=100]``
 (``cass+http://`` for local tests); the API base is ``{scheme}://host[:port][/prefix]/api/``.
-Configuration (docs/cass.md):
-
-* ``CEREDIS_CASS_KEY``: path to the engine's RSA private key (PEM). Secret: never
-  printed. Without it reads are anonymous and CaSS removes every encrypted field.
-* ``CEREDIS_CASS_FRAMEWORK``: the framework (GUID or URL) when the URI has no
-  ``?framework=``; used to partition big result sets and checked by :meth:`ping`.
-* ``CEREDIS_CASS_AUTHORIZATION``: an ``Authorization`` header value (CaSS API key or
-  ``Bearer …``). Secret: never printed.
-* ``CEREDIS_CASS_AGENT_FIELD`` (default ``identifier``): the Person property holding
-  the learner id (``L0001``); ``CEREDIS_CASS_PAGE_SIZE`` (default 100);
-  ``CEREDIS_CASS_RESULT_WINDOW`` (default 10000, Elasticsearch's limit).
-* The HTTP settings of :mod:`ceredis.sources.http` and the shared rate limit of
-  :mod:`ceredis.sources.ratelimit` (``CEREDIS_SOURCE_*``).
+Settings (docs/cass.md; :class:`~ceredis.config.CassSettings`): the engine's private
+key (``CEREDIS_CASS_KEY``, a secret: without it reads are anonymous and CaSS removes
+every encrypted field), the framework used to partition big result sets and checked by
+:meth:`CassSource.ping` (``CEREDIS_CASS_FRAMEWORK``, or ``?framework=``), an
+``Authorization`` header value (``CEREDIS_CASS_AUTHORIZATION``, a secret), the Person
+property holding the learner id, the page size and the result window; and the HTTP
+settings and shared rate limit of every remote source.
 
 Reading one learner: find the ``schema.org/Person`` whose ``identifier`` is the agent
 id and take its key (``owner[0]``); search every Assertion mentioning that key
@@ -22,8 +16,9 @@ id and take its key (``owner[0]``); search every Assertion mentioning that key
 page (a short page is not the end: permission filtering shortens pages), splitting the
 query by competency chunks when it would pass the 10,000-result window; decrypt
 ``subject`` and keep only the learner's own assertions; map each to an evidence record
-(:meth:`CassSource.to_evidence`). An assertion whose evidence cannot be read becomes an
-invalid record naming the assertion, so the learner gets ERROR, never a silent gap.
+(:func:`~ceredis.sources.cass_mapping.assertion_to_evidence`). An assertion whose
+evidence cannot be read becomes an invalid record naming the assertion, so the learner
+gets ERROR, never a silent gap.
 """
 
 from __future__ import annotations
@@ -32,25 +27,31 @@ import json
 import os
 import re
 import urllib.parse
-from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
-from decimal import Decimal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ceredis.config import CassSettings, Settings, whole_number
 from ceredis.errors import ConfigError, SourceError
 from ceredis.evidence import RawEvidence
 from ceredis.sources import kbac
-from ceredis.sources.http import HttpClient, HttpSettings, parse_json
+from ceredis.sources.cass_mapping import (
+    AssertionReader,
+    assertion_to_evidence,
+    is_assertion,
+    ms_to_iso,
+    short_id,
+    version,
+)
+from ceredis.sources.http import HttpClient, parse_json
 from ceredis.sources.ratelimit import RateLimiter
+from ceredis.sources.remote import RemoteSource, http_client
 from ceredis.sources.uri import parse_source_uri
 
 __all__ = [
-    "ENV_AGENT_FIELD",
-    "ENV_AUTHORIZATION",
     "ENV_FRAMEWORK",
     "ENV_KEY",
-    "ENV_PAGE_SIZE",
-    "ENV_RESULT_WINDOW",
     "CassConfig",
     "CassSource",
     "check_uri",
@@ -61,9 +62,6 @@ __all__ = [
 ENV_KEY = "CEREDIS_CASS_KEY"
 ENV_FRAMEWORK = "CEREDIS_CASS_FRAMEWORK"
 ENV_AUTHORIZATION = "CEREDIS_CASS_AUTHORIZATION"
-ENV_AGENT_FIELD = "CEREDIS_CASS_AGENT_FIELD"
-ENV_PAGE_SIZE = "CEREDIS_CASS_PAGE_SIZE"
-ENV_RESULT_WINDOW = "CEREDIS_CASS_RESULT_WINDOW"
 
 DEFAULT_PAGE_SIZE = 100
 DEFAULT_WINDOW = 10_000
@@ -86,63 +84,30 @@ SORT = json.dumps(
 _URI_PARAMS = ("framework", "page_size", "agent_field", "window")
 _GUID_RE = re.compile(r"[A-Za-z0-9._~-]+")
 _FIELD_RE = re.compile(r"[A-Za-z_@][A-Za-z0-9_.@-]*")
-_ASSERTION_CONTEXT_RE = re.compile(
-    r"^https?://(schema\.cassproject\.org/0\.\d+|schema\.eduworks\.com/cass/0\.\d+)"
-)
 
 
 # -- configuration ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class CassConfig:
-    """Everything :func:`parse_uri` read from a URI and the environment (no network)."""
+    """Everything :func:`parse_uri` read from a URI and the settings (no network)."""
 
-    def __init__(
-        self,
-        *,
-        name: str,
-        base_url: str,
-        framework: str | None,
-        page_size: int,
-        window: int,
-        agent_field: str,
-        key_path: str | None,
-        authorization: str | None,
-    ) -> None:
-        self.name = name
-        self.base_url = base_url
-        self.framework = framework
-        self.page_size = page_size
-        self.window = window
-        self.agent_field = agent_field
-        self.key_path = key_path
-        self._authorization = authorization
-
-    @property
-    def authorization(self) -> str | None:
-        """The ``Authorization`` header value (a secret; not shown by ``repr``)."""
-        return self._authorization
-
-    def __repr__(self) -> str:
-        return f"CassConfig({self.name!r}, framework={self.framework!r})"
+    name: str
+    base_url: str
+    framework: str | None
+    page_size: int
+    window: int
+    agent_field: str
+    key_path: Path | None
+    authorization: str | None = field(default=None, repr=False)  # a secret
 
 
-def _int_setting(text: str, what: str, low: int, high: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"{what}={text!r} is not an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{what}={value} is out of range [{low}, {high}]")
-    return value
-
-
-def parse_uri(uri: str, env: Mapping[str, str] | None = None) -> CassConfig:
-    """Read a ``cass+http(s)://`` URI and the ``CEREDIS_CASS_*`` environment.
+def parse_uri(uri: str, settings: CassSettings) -> CassConfig:
+    """Read a ``cass+http(s)://`` URI; its options win over *settings*.
 
     Raises :class:`~ceredis.errors.ConfigError` naming what is wrong; no network.
     """
-    env = os.environ if env is None else env
     parsed = parse_source_uri(
         uri,
         "cass",
@@ -152,124 +117,63 @@ def parse_uri(uri: str, env: Mapping[str, str] | None = None) -> CassConfig:
     )
     prefix = parsed.path.rstrip("/").removesuffix("/api")
     name = parsed.display("cass", f"{prefix}/")
-    base_url = f"{parsed.scheme}://{parsed.netloc}{prefix}/api/"
     query = parsed.options
-
-    window_text = query.get("window") or env.get(ENV_RESULT_WINDOW, "").strip()
-    window = _int_setting(window_text, "window", 1, 1_000_000) if window_text else DEFAULT_WINDOW
-    page_text = query.get("page_size") or env.get(ENV_PAGE_SIZE, "").strip()
-    page_size = (
-        _int_setting(page_text, "page_size", 1, window)
-        if page_text
-        else min(DEFAULT_PAGE_SIZE, window)
-    )
-    agent_field = query.get("agent_field") or env.get(ENV_AGENT_FIELD, "").strip()
-    agent_field = agent_field or DEFAULT_AGENT_FIELD
+    window = _option(query, "window", settings.result_window, DEFAULT_WINDOW, 1_000_000)
+    page_size = _option(query, "page_size", settings.page_size, None, window)
+    agent_field = query.get("agent_field") or settings.agent_field or DEFAULT_AGENT_FIELD
     if not _FIELD_RE.fullmatch(agent_field):
         raise ConfigError(f"{name}: agent_field {agent_field!r} is not a property name")
-
-    framework = query.get("framework") or env.get(ENV_FRAMEWORK, "").strip() or None
+    framework = query.get("framework") or settings.framework
     if framework is not None:
-        fw = urllib.parse.urlsplit(framework)
-        if fw.scheme in ("http", "https"):
-            if not fw.path.rstrip("/").split("/")[-1]:
-                raise ConfigError(f"{name}: framework URL {framework!r} has no GUID")
-        elif not _GUID_RE.fullmatch(framework):
-            raise ConfigError(
-                f"{name}: framework {framework!r} is neither a GUID nor an http(s) URL"
-            )
-
-    key_path = env.get(ENV_KEY, "").strip() or None
+        _check_framework(framework, name)
+    key_path = settings.key
     if key_path is not None and not os.access(key_path, os.R_OK):
         raise ConfigError(
-            f"{ENV_KEY} names {key_path!r}, which is not a readable file; set it to the "
+            f"{ENV_KEY} names {str(key_path)!r}, which is not a readable file; set it to the "
             f"path of the engine's private key (PEM)"
         )
-    authorization = env.get(ENV_AUTHORIZATION, "").strip() or None
     return CassConfig(
         name=name,
-        base_url=base_url,
+        base_url=f"{parsed.scheme}://{parsed.netloc}{prefix}/api/",
         framework=framework,
-        page_size=page_size,
+        page_size=page_size if page_size is not None else min(DEFAULT_PAGE_SIZE, window),
         window=window,
         agent_field=agent_field,
         key_path=key_path,
-        authorization=authorization,
+        authorization=settings.authorization,
     )
 
 
-def check_uri(uri: str, *, env: Mapping[str, str] | None = None) -> str:
-    """Validate a CaSS URI and its environment without network; return a display name.
+def _option(
+    query: dict[str, str], name: str, configured: int | None, default: int | None, high: int
+) -> int | None:
+    """A number option: the URI's, else the configured one, else *default*; within [1, high]."""
+    value = query.get(name) or configured
+    return default if value is None else whole_number(value, name, 1, high)
 
-    The name holds no secret (``cass+https://host/prefix/``). Raises ConfigError.
+
+def _check_framework(framework: str, name: str) -> None:
+    fw = urllib.parse.urlsplit(framework)
+    if fw.scheme in ("http", "https"):
+        if not fw.path.rstrip("/").split("/")[-1]:
+            raise ConfigError(f"{name}: framework URL {framework!r} has no GUID")
+    elif not _GUID_RE.fullmatch(framework):
+        raise ConfigError(f"{name}: framework {framework!r} is neither a GUID nor an http(s) URL")
+
+
+def check_uri(uri: str, settings: Settings | None = None) -> str:
+    """Validate a CaSS URI (and its settings, if given) without network; return a display
+    name. The name holds no secret (``cass+https://host/prefix/``). Raises ConfigError.
     """
-    return parse_uri(uri, env).name
+    return parse_uri(uri, settings.cass if settings else CassSettings()).name
 
 
 # -- small helpers ---------------------------------------------------------------------
 
 
-def ms_to_iso(value: Any) -> str | None:
-    """A CaSS ms epoch (number or digit string) as ISO-8601 UTC; None if unreadable."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        value = value.strip()
-        if not re.fullmatch(r"-?\d+(\.\d+)?", value):
-            return None
-        value = Decimal(value)
-    if not isinstance(value, int | Decimal | float):
-        return None
-    try:
-        ms = Decimal(str(value))
-        when = datetime.fromtimestamp(float(ms / 1000), tz=UTC)
-    except (ValueError, OverflowError, ArithmeticError):
-        return None
-    spec = "seconds" if ms % 1000 == 0 else "milliseconds"
-    return when.isoformat(timespec=spec)
-
-
 def _quote(text: str) -> str:
     """A query_string phrase: ``"…"`` with quotes and backslashes escaped."""
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _short_id(at_id: str) -> tuple[str, int]:
-    """(the ``@id`` without its version, the version in ms or 0)."""
-    parts = at_id.rstrip("/").split("/")
-    if len(parts) > 2 and parts[-1].isdigit() and len(parts[-1]) >= 10:
-        return "/".join(parts[:-1]), int(parts[-1])
-    return "/".join(parts), 0
-
-
-def _version(obj: Mapping[str, Any]) -> int:
-    v = obj.get("@version")
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    at_id = obj.get("@id")
-    return _short_id(at_id)[1] if isinstance(at_id, str) else 0
-
-
-def _is_assertion(obj: Mapping[str, Any]) -> bool:
-    """An Assertion under any ``schema.cassproject.org/0.x`` or legacy eduworks context."""
-    types = obj.get("@type")
-    types = types if isinstance(types, list) else [types]
-    ctx = obj.get("@context")
-    ctx = ctx if isinstance(ctx, str) else ""
-    for t in types:
-        if not isinstance(t, str):
-            continue
-        if "://" in t:
-            base, _, last = t.rstrip("/").rpartition("/")
-            if last.lower() == "assertion" and _ASSERTION_CONTEXT_RE.match(base):
-                return True
-        elif t.lower() == "assertion" and (not ctx or _ASSERTION_CONTEXT_RE.match(ctx)):
-            return True
-    return False
-
-
-def _pem_equal(a: str, b: str) -> bool:
-    return "".join(a.split()) == "".join(b.split())
 
 
 class _WindowFull(Exception):
@@ -279,7 +183,7 @@ class _WindowFull(Exception):
 # -- the source ------------------------------------------------------------------------
 
 
-class CassSource:
+class CassSource(RemoteSource):
     """Evidence records from a CaSS repository; one instance per worker process."""
 
     def __init__(self, config: CassConfig, *, http: HttpClient, key: kbac.EngineKey | None) -> None:
@@ -289,35 +193,25 @@ class CassSource:
         self._key = key
         self._sheets = kbac.SignatureSheets(key, config.base_url)
         self._framework: dict[str, Any] | None = None
+        self._reader = AssertionReader(self.name, self._decode, self._no_access_hint())
+
+    check_uri = staticmethod(check_uri)
 
     @classmethod
     def from_uri(
-        cls,
-        uri: str,
-        *,
-        limiter: RateLimiter | None = None,
-        env: Mapping[str, str] | None = None,
+        cls, uri: str, *, settings: Settings, limiter: RateLimiter | None = None
     ) -> CassSource:
         """Open a source (no network yet). Call this in the worker, not before fork.
 
         *limiter* is the limiter shared by all workers (made in the parent); without
-        one, a limiter local to this process is built from ``CEREDIS_SOURCE_RATE``.
+        one, a limiter local to this process is built from the rate settings.
         """
-        env = os.environ if env is None else env
-        config = parse_uri(uri, env)
+        config = parse_uri(uri, settings.cass)
         key = kbac.EngineKey.from_file(config.key_path) if config.key_path else None
-        settings = HttpSettings.from_env(env)
         headers = {"Accept": "application/json"}
         if config.authorization:
             headers["Authorization"] = config.authorization
-        http = HttpClient(
-            config.base_url,
-            limiter=limiter if limiter is not None else RateLimiter.from_env(env),
-            timeouts=settings.timeouts,
-            policy=settings.policy,
-            headers=headers,
-            name=config.name,
-        )
+        http = http_client(config.base_url, settings, limiter, headers=headers, name=config.name)
         return cls(config, http=http, key=key)
 
     # -- EvidenceSource ----------------------------------------------------------------
@@ -355,18 +249,18 @@ class CassSource:
         assertions = []
         for obj in self._assertions_about(pem):
             at_id = obj.get("@id")
-            if not isinstance(at_id, str) or not _is_assertion(obj):
+            if not isinstance(at_id, str) or not is_assertion(obj):
                 continue
-            short, _ = _short_id(at_id)
+            short, _ = short_id(at_id)
             if short in seen:
                 continue  # the same assertion on two pages
             seen.add(short)
             assertions.append(obj)
-        assertions.sort(key=lambda o: (_version(o), o["@id"]))
+        assertions.sort(key=lambda o: (version(o), o["@id"]))
         records: list[RawEvidence] = []
         delivered: set[str] = set()
         for obj in assertions:
-            record = self.to_evidence(obj, agent_id, pem)
+            record = assertion_to_evidence(obj, agent_id, pem, self._reader)
             if record is None:
                 continue
             fingerprint = json.dumps(dict(record.fields), sort_keys=True, default=str)
@@ -398,7 +292,7 @@ class CassSource:
             if not full or (floor is not None and len(ids) == before):
                 break  # the end, or a continuation that only found the boundary again
             # Keyset continuation past the window: restart from the last version seen.
-            last = max((_version(p) for p in people), default=0)
+            last = max((version(p) for p in people), default=0)
             if floor is not None and last <= floor:
                 raise SourceError(
                     f"{self.name}: more than {self.config.window} Persons share the version "
@@ -410,94 +304,7 @@ class CassSource:
         self._http.close()
         return iter(sorted(ids))
 
-    def close(self) -> None:
-        """Close the HTTP connections."""
-        self._http.close()
-
-    def stats(self) -> dict[str, float]:
-        """The HTTP counters (requests, retries, errors, throttled, waited_s)."""
-        return self._http.stats()
-
-    def __enter__(self) -> CassSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"CassSource({self.name!r})"
-
-    # -- mapping -----------------------------------------------------------------------
-
-    def to_evidence(
-        self, obj: Mapping[str, Any], agent_id: str, learner_pem: str
-    ) -> RawEvidence | None:
-        """One Assertion as an evidence record; None when its subject is someone else.
-
-        Fields: ``agentId`` (the learner asked for), ``competencyId`` (the assertion's
-        ``competency`` URL), then the evidence payload's own fields (``evidenceId``,
-        ``evidenceType``, ``rawScore``, ``timestamp``, ``context``, ``validator``);
-        ``timestamp`` falls back to ``assertionDate`` (ms → UTC ISO). When the payload
-        is missing, not JSON or undecryptable, the record carries what could be read
-        and its ``where`` names the assertion and the problem. Raises SourceError when
-        the subject itself cannot be read (the assertion cannot be attributed).
-        """
-        at_id = str(obj.get("@id"))
-        subject = obj.get("subject")
-        if subject is None:
-            raise SourceError(
-                f"{self.name}: assertion {at_id} came back without its subject: CaSS "
-                f"removed its encrypted fields because the request could not read them. "
-                f"{self._no_access_hint()}"
-            )
-        try:
-            subject_pem = self._decode(subject)
-        except kbac.DecryptionError as exc:
-            raise SourceError(
-                f"{self.name}: cannot read the subject of assertion {at_id}: {exc}"
-            ) from None
-        if not isinstance(subject_pem, str) or not _pem_equal(subject_pem, learner_pem):
-            return None
-        fields: dict[str, Any] = {"agentId": agent_id}
-        competency = obj.get("competency")
-        if competency is not None:
-            fields["competencyId"] = competency
-        problems: list[str] = []
-        evidence = obj.get("evidence")
-        if isinstance(evidence, str | dict):
-            evidence = [evidence]
-        if not isinstance(evidence, list) or not evidence:
-            problems.append("the assertion has no evidence payload")
-        else:
-            try:
-                text = self._decode(evidence[0])
-                payload = (
-                    json.loads(text, parse_float=Decimal, parse_constant=Decimal)
-                    if isinstance(text, str)
-                    else text
-                )
-            except kbac.DecryptionError as exc:
-                problems.append(f"the evidence payload cannot be decrypted: {exc}")
-            except ValueError:
-                problems.append("the evidence payload is not JSON")
-            else:
-                if isinstance(payload, dict):
-                    for k, v in payload.items():
-                        if k not in ("agentId", "competencyId"):
-                            fields[k] = v
-                else:
-                    problems.append("the evidence payload is not a JSON object")
-        if "timestamp" not in fields and "assertionDate" in obj:
-            try:
-                iso = ms_to_iso(self._decode(obj["assertionDate"]))
-            except kbac.DecryptionError:
-                iso = None
-            if iso is not None:
-                fields["timestamp"] = iso
-        if problems:
-            fields.setdefault("evidenceId", _short_id(at_id)[0].rsplit("/", 1)[-1])
-            return RawEvidence(fields, where=f"{at_id} ({'; '.join(problems)})")
-        return RawEvidence(fields, where=at_id)
+    # -- reading fields --------------------------------------------------------------
 
     def _decode(self, value: Any) -> Any:
         """A field's value: decrypted when it is an EncryptedValue, else as stored."""
@@ -665,5 +472,5 @@ class CassSource:
         out = []
         for c in comps:
             if isinstance(c, str) and c:
-                out.append(_short_id(c)[0])
+                out.append(short_id(c)[0])
         return out

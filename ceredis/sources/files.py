@@ -235,6 +235,9 @@ class FileSource:
         for (agent,) in cursor:
             yield agent
 
+    def ping(self) -> None:
+        """Nothing to check: the file was indexed when the source was prepared."""
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()

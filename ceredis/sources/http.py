@@ -1,4 +1,4 @@
-"""The HTTP layer shared by remote evidence sources (CaSS, xAPI).
+"""The HTTP client shared by remote evidence sources (CaSS, xAPI).
 
 One :class:`HttpClient` per worker process. It owns one ``urllib3.PoolManager``,
 created lazily on the first request in the process that uses it (never inherited
@@ -15,21 +15,13 @@ through ``fork``), and gives every logical request:
 * a :class:`~ceredis.errors.SourceError` whose message names the method, the path
   and the server's (truncated) plain-text answer, with credentials redacted.
 
-The retry decision is a pure object, :class:`RetryPolicy`, tested without I/O.
-
-Environment (read by :meth:`HttpSettings.from_env`): ``CEREDIS_SOURCE_CONNECT_TIMEOUT``
-(s, default 5), ``CEREDIS_SOURCE_READ_TIMEOUT`` (s, default 60),
-``CEREDIS_SOURCE_DEADLINE`` (s per request including retries, default 120),
-``CEREDIS_SOURCE_RETRIES`` (default 5), ``CEREDIS_SOURCE_RETRY_AFTER_CAP``
-(s, default 60).
+When to retry and how long to wait is decided by the pure :mod:`ceredis.sources.retry`.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
-import math
 import os
 import random
 import re
@@ -37,7 +29,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -45,12 +37,21 @@ import urllib3
 
 from ceredis.errors import ConfigError, SourceError
 from ceredis.sources.ratelimit import RateLimiter
+from ceredis.sources.retry import (
+    ENV_DEADLINE,
+    ENV_RATE,
+    Decision,
+    Failure,
+    RetryPolicy,
+    Timeouts,
+    Verdict,
+    parse_retry_after,
+)
 
 __all__ = [
     "Decision",
     "Failure",
     "HttpClient",
-    "HttpSettings",
     "Response",
     "RetryPolicy",
     "Timeouts",
@@ -61,18 +62,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ENV_CONNECT_TIMEOUT = "CEREDIS_SOURCE_CONNECT_TIMEOUT"
-ENV_READ_TIMEOUT = "CEREDIS_SOURCE_READ_TIMEOUT"
-ENV_DEADLINE = "CEREDIS_SOURCE_DEADLINE"
-ENV_RETRIES = "CEREDIS_SOURCE_RETRIES"
-ENV_RETRY_AFTER_CAP = "CEREDIS_SOURCE_RETRY_AFTER_CAP"
-
 #: How much of a server's error body goes into a message.
 SNIPPET_CHARS = 300
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{80,}")
-
-
-# -- pure helpers ----------------------------------------------------------------------
 
 
 def snippet(body: bytes | str, limit: int = SNIPPET_CHARS) -> str:
@@ -89,203 +81,9 @@ def snippet(body: bytes | str, limit: int = SNIPPET_CHARS) -> str:
     return text
 
 
-def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date).
-
-    Returns ``None`` when absent or unreadable; never negative.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - now_epoch
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 def parse_json(body: bytes) -> Any:
     """Decode a JSON body keeping numbers exact: ``int`` or ``decimal.Decimal``."""
     return json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=Decimal)
-
-
-# -- the retry policy (pure) -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What went wrong with one attempt.
-
-    ``kind`` is ``"status"`` (an HTTP status, see ``status``), ``"connection"``,
-    ``"timeout"``, ``"truncated"`` (the body ended early) or ``"bad_body"`` (the body
-    could not be decoded). ``retry_after`` is in seconds, already parsed.
-    """
-
-    kind: str
-    detail: str
-    status: int | None = None
-    retry_after: float | None = None
-
-    def describe(self) -> str:
-        """The failure as a phrase for messages."""
-        if self.kind == "status":
-            return f"HTTP {self.status}" + (f": {self.detail}" if self.detail else "")
-        return self.detail
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to do after a failed attempt: retry after ``delay`` s, or give up.
-
-    ``pause_all`` is how long every worker should pause (set on a 429).
-    ``reason`` says why the policy gives up.
-    """
-
-    retry: bool
-    delay: float = 0.0
-    pause_all: float = 0.0
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When and how long to wait before retrying; a pure object (``now`` is an argument).
-
-    Backoff after the k-th failed attempt is ``min(backoff_max, backoff_base·2^(k-1))``
-    scaled by a factor drawn in ``[1 - jitter, 1]``. ``Retry-After`` (on 429 and 503)
-    replaces the backoff when longer; above ``retry_after_cap`` the policy gives up at
-    once rather than sleep.
-    """
-
-    retries: int = 5
-    backoff_base: float = 0.25
-    backoff_max: float = 10.0
-    jitter: float = 0.5
-    retry_after_cap: float = 60.0
-    retry_statuses: frozenset[int] = field(default=frozenset({429, 500, 502, 503, 504}))
-
-    def __post_init__(self) -> None:
-        if self.retries < 0:
-            raise ConfigError(f"retries must be >= 0, got {self.retries}")
-        if not 0 <= self.jitter <= 1:
-            raise ConfigError(f"jitter must be within [0, 1], got {self.jitter}")
-        if not self.retry_after_cap >= 0:
-            raise ConfigError(f"retry_after_cap must be >= 0, got {self.retry_after_cap}")
-        if self.backoff_base < 0 or self.backoff_max < 0:
-            raise ConfigError("backoff_base and backoff_max must be >= 0")
-
-    def backoff(self, attempt: int, rand: float) -> float:
-        """The jittered backoff after *attempt* failed attempts; *rand* is in [0, 1)."""
-        base = min(self.backoff_max, self.backoff_base * 2 ** max(0, attempt - 1))
-        return base * (1.0 - self.jitter * rand)
-
-    def decide(
-        self, failure: Failure, *, attempt: int, now: float, deadline: float, rand: float
-    ) -> Decision:
-        """Decide after *attempt* attempts have been made, the last one failing."""
-        if failure.kind == "status" and failure.status not in self.retry_statuses:
-            return Decision(False, reason="the answer is not retryable")
-        delay = self.backoff(attempt, rand)
-        pause_all = 0.0
-        if failure.retry_after is not None and failure.status in (429, 503):
-            if failure.retry_after > self.retry_after_cap:
-                return Decision(
-                    False,
-                    pause_all=self.retry_after_cap if failure.status == 429 else 0.0,
-                    reason=(
-                        f"the server asked to wait {failure.retry_after:g} s (Retry-After), "
-                        f"more than the {self.retry_after_cap:g} s cap; not waiting "
-                        f"(raise {ENV_RETRY_AFTER_CAP} or lower {'CEREDIS_SOURCE_RATE'})"
-                    ),
-                )
-            delay = max(delay, failure.retry_after)
-        if failure.status == 429:
-            pause_all = delay
-        if attempt > self.retries:
-            return Decision(
-                False, pause_all=pause_all, reason=f"gave up after {_attempts(attempt)}"
-            )
-        if now + delay > deadline:
-            return Decision(
-                False,
-                pause_all=pause_all,
-                reason=(
-                    f"no time left for another attempt within the request deadline "
-                    f"({_attempts(attempt)} made; see {ENV_DEADLINE})"
-                ),
-            )
-        return Decision(True, delay=delay, pause_all=pause_all)
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    """Connect and read (between bytes) timeouts, and a wall-clock deadline in seconds
-    for one logical request including its retries, waits and rate-limit slots."""
-
-    connect: float = 5.0
-    read: float = 60.0
-    deadline: float = 120.0
-
-    def __post_init__(self) -> None:
-        for name in ("connect", "read", "deadline"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"timeout {name!r} must be a positive number, got {value!r}")
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    """Timeouts and retry policy read from the environment (``CEREDIS_SOURCE_*``)."""
-
-    timeouts: Timeouts = Timeouts()
-    policy: RetryPolicy = RetryPolicy()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> HttpSettings:
-        """Read ``CEREDIS_SOURCE_{CONNECT_TIMEOUT,READ_TIMEOUT,DEADLINE,RETRIES,
-        RETRY_AFTER_CAP}``; unset names keep their defaults."""
-        env = os.environ if env is None else env
-
-        def number(name: str, default: float) -> float:
-            text = env.get(name, "").strip()
-            if not text:
-                return default
-            try:
-                value = float(text)
-            except ValueError:
-                raise ConfigError(f"{name}={text!r} is not a number of seconds") from None
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{name}={text!r} must be a non-negative number")
-            return value
-
-        retries_text = env.get(ENV_RETRIES, "").strip()
-        try:
-            retries = int(retries_text) if retries_text else RetryPolicy.retries
-        except ValueError:
-            raise ConfigError(f"{ENV_RETRIES}={retries_text!r} is not an integer") from None
-        try:
-            timeouts = Timeouts(
-                connect=number(ENV_CONNECT_TIMEOUT, Timeouts.connect),
-                read=number(ENV_READ_TIMEOUT, Timeouts.read),
-                deadline=number(ENV_DEADLINE, Timeouts.deadline),
-            )
-            policy = RetryPolicy(
-                retries=retries,
-                retry_after_cap=number(ENV_RETRY_AFTER_CAP, RetryPolicy.retry_after_cap),
-            )
-        except ConfigError as exc:
-            raise ConfigError(f"source HTTP settings: {exc}") from None
-        return cls(timeouts, policy)
 
 
 # -- the client ------------------------------------------------------------------------
@@ -302,6 +100,19 @@ class Response:
     def json(self) -> Any:
         """The body as JSON with exact numbers (raises ``ValueError`` if not JSON)."""
         return parse_json(self.body)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One logical request as sent on every attempt (``shown`` is its path, for messages)."""
+
+    method: str
+    url: str
+    shown: str
+    body: bytes | None
+    headers: Mapping[str, str]
+    ok: frozenset[int]
+    decode: Callable[[bytes], Any] | None
 
 
 class _AttemptFailed(Exception):
@@ -409,10 +220,6 @@ class HttpClient:
         """GET and decode JSON (exact numbers); an undecodable body is retried."""
         return self.request("GET", path, fields=fields, decode=parse_json, **kw).body
 
-    def post_form_json(self, path: str, fields: Mapping[str, str], **kw: Any) -> Any:
-        """POST a form and decode JSON (exact numbers); an undecodable body is retried."""
-        return self.request("POST", path, form=fields, decode=parse_json, **kw).body
-
     def request(
         self,
         method: str,
@@ -432,81 +239,79 @@ class HttpClient:
         :class:`~ceredis.errors.SourceError` when the request cannot succeed.
         """
         url, shown = self._resolve(path, fields)
-        body = None
-        send_headers = dict(self._headers)
-        if headers:
-            send_headers.update(headers)
-        if form is not None:
-            body = urllib.parse.urlencode(list(form.items())).encode("ascii")
-            send_headers["Content-Type"] = "application/x-www-form-urlencoded"
-        accepted = frozenset(ok)
-        start = self._clock()
-        deadline = start + self.timeouts.deadline
+        send = _Request(method, url, shown, *self._body(form, headers), frozenset(ok), decode)
+        deadline = self._clock() + self.timeouts.deadline
         attempt = 0
         while True:
             attempt += 1
-            remaining = deadline - self._clock()
-            if self.limiter is not None:
-                waited = self.limiter.acquire(max_wait=max(0.0, remaining))
-                if waited is None:
-                    raise self._give_up(
-                        method,
-                        shown,
-                        attempt - 1,
-                        "the shared rate limit has no free slot within the request deadline "
-                        f"(see CEREDIS_SOURCE_RATE and {ENV_DEADLINE})",
-                        None,
-                    )
-                self._count("waited_s", waited)
-                remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise self._give_up(
-                    method, shown, attempt - 1, f"request deadline passed ({ENV_DEADLINE})", None
-                )
             try:
-                response = self._attempt(method, url, body, send_headers, remaining, deadline)
-                if not (200 <= response.status < 300 or response.status in accepted):
-                    raise _AttemptFailed(self._status_failure(response))
-                if decode is not None and 200 <= response.status < 300:
-                    try:
-                        decoded = decode(response.body)
-                    except (ValueError, UnicodeDecodeError) as exc:
-                        raise _AttemptFailed(
-                            Failure(
-                                "bad_body",
-                                f"the answer is not valid JSON ({type(exc).__name__}): "
-                                f"{snippet(response.body, 120)!r}",
-                                status=response.status,
-                            )
-                        ) from None
-                    response = Response(response.status, response.headers, decoded)
-                return response
+                return self._try(send, deadline)
             except _AttemptFailed as exc:
-                failure = exc.failure
-            if failure.status == 429:
-                self._count("throttled")
-            decision = self.policy.decide(
-                failure,
-                attempt=attempt,
-                now=self._clock(),
-                deadline=deadline,
-                rand=self._rng.random(),
-            )
-            if decision.pause_all > 0 and self.limiter is not None:
-                self.limiter.pause(decision.pause_all)
-            if not decision.retry:
-                raise self._give_up(method, shown, attempt, decision.reason, failure)
-            self._count("retries")
-            log.info(
-                "%s: %s %s failed (%s); retry %d in %.2f s",
-                self.name,
-                method,
-                shown,
-                self.redact(failure.describe()),
-                attempt,
-                decision.delay,
-            )
-            self._sleep(decision.delay)
+                self._after(send, exc.failure, attempt, deadline)
+
+    def _body(
+        self, form: Mapping[str, str] | None, headers: Mapping[str, str] | None
+    ) -> tuple[bytes | None, dict[str, str]]:
+        """The body and headers to send: the client's headers, then the call's."""
+        send_headers = {**self._headers, **dict(headers or {})}
+        if form is None:
+            return None, send_headers
+        send_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        return urllib.parse.urlencode(list(form.items())).encode("ascii"), send_headers
+
+    def _try(self, send: _Request, deadline: float) -> Response:
+        """One attempt: a rate-limit slot, the exchange, the status and body checked."""
+        remaining = deadline - self._clock()
+        if self.limiter is not None:
+            waited = self.limiter.acquire(max_wait=max(0.0, remaining))
+            if waited is None:
+                raise self._give_up(
+                    send,
+                    "the shared rate limit has no free slot within the request deadline "
+                    f"(see {ENV_RATE} and {ENV_DEADLINE})",
+                )
+            self._count("waited_s", waited)
+            remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise self._give_up(send, f"request deadline passed ({ENV_DEADLINE})")
+        response = self._attempt(
+            send.method, send.url, send.body, send.headers, remaining, deadline
+        )
+        if not (200 <= response.status < 300 or response.status in send.ok):
+            raise _AttemptFailed(self._status_failure(response))
+        if send.decode is None or not 200 <= response.status < 300:
+            return response
+        try:
+            decoded = send.decode(response.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            detail = f"the answer is not valid JSON ({type(exc).__name__}): "
+            raise _AttemptFailed(
+                Failure("bad_body", detail + repr(snippet(response.body, 120)), response.status)
+            ) from None
+        return Response(response.status, response.headers, decoded)
+
+    def _after(self, send: _Request, failure: Failure, attempt: int, deadline: float) -> None:
+        """After a failed attempt: pause everyone if throttled, then wait or give up."""
+        if failure.status == 429:
+            self._count("throttled")
+        decision = self.policy.decide(
+            failure, attempt=attempt, now=self._clock(), deadline=deadline, rand=self._rng.random()
+        )
+        if decision.pause_all > 0 and self.limiter is not None:
+            self.limiter.pause(decision.pause_all)
+        if not decision.retry:
+            raise self._give_up(send, decision.reason, failure, decision)
+        self._count("retries")
+        log.info(
+            "%s: %s %s failed (%s); retry %d in %.2f s",
+            self.name,
+            send.method,
+            send.shown,
+            self.redact(failure.describe()),
+            attempt,
+            decision.delay,
+        )
+        self._sleep(decision.delay)
 
     def stats(self) -> dict[str, float]:
         """Counters: ``requests`` (attempts sent), ``retries``, ``errors`` (requests
@@ -619,6 +424,12 @@ class HttpClient:
             ) from None
         except _TRANSPORT_ERRORS as exc:
             raise _AttemptFailed(Failure("connection", _transport_detail(exc))) from None
+        body = self._read_body(resp, deadline)
+        headers_out = {k.lower(): v for k, v in resp.headers.items()}
+        return Response(resp.status, headers_out, body)
+
+    def _read_body(self, resp: Any, deadline: float) -> bytes:
+        """The whole body, or _AttemptFailed if it stops, breaks or passes the deadline."""
         chunks: list[bytes] = []
         try:
             while True:
@@ -648,8 +459,7 @@ class HttpClient:
             ) from None
         finally:
             resp.release_conn()
-        headers_out = {k.lower(): v for k, v in resp.headers.items()}
-        return Response(resp.status, headers_out, b"".join(chunks))
+        return b"".join(chunks)
 
     def _status_failure(self, response: Response) -> Failure:
         retry_after = parse_retry_after(response.headers.get("retry-after"), self._wallclock())
@@ -661,23 +471,23 @@ class HttpClient:
         )
 
     def _give_up(
-        self, method: str, shown: str, attempts: int, reason: str, failure: Failure | None
+        self,
+        send: _Request,
+        reason: str,
+        failure: Failure | None = None,
+        decision: Decision | None = None,
     ) -> SourceError:
         self._count("errors")
-        what = f"{self.name}: {method} {shown}"
+        what = f"{self.name}: {send.method} {send.shown}"
         if failure is None:
             message = f"{what} failed: {reason}"
-        elif reason == "the answer is not retryable":
+        elif decision is not None and decision.kind is Verdict.NOT_RETRYABLE:
             message = f"{what} failed: {failure.describe()}"
         else:
             message = f"{what} failed: {reason}; last error: {failure.describe()}"
         message = self.redact(message)
         log.warning("%s", message)
         return SourceError(message)
-
-
-def _attempts(n: int) -> str:
-    return f"{n} attempt{'s' if n != 1 else ''}"
 
 
 def _transport_detail(exc: BaseException) -> str:

@@ -16,34 +16,29 @@ Times come from ``time.monotonic()``, which is one system-wide clock on Linux, m
 and Windows, so TATs written by one process are meaningful in another. Tests inject a
 fake clock and call the pure-ish :meth:`RateLimiter.reserve` with an explicit ``now``.
 
-Environment: ``CEREDIS_SOURCE_RATE`` (requests per second, all workers together,
-default 20) and ``CEREDIS_SOURCE_BURST`` (requests allowed back to back, default 5).
+Settings: ``CEREDIS_SOURCE_RATE`` (requests per second, all workers together,
+default 20) and ``CEREDIS_SOURCE_BURST`` (requests allowed back to back, default 5),
+resolved by :mod:`ceredis.config` into a :class:`~ceredis.config.RateSettings`.
 """
 
 from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from ceredis.config import RateSettings
 from ceredis.errors import ConfigError
 
-__all__ = [
-    "DEFAULT_BURST",
-    "DEFAULT_RATE",
-    "ENV_BURST",
-    "ENV_RATE",
-    "RateLimiter",
-    "SharedRateLimiter",
-]
+if TYPE_CHECKING:
+    from ceredis.sources import SourceSpec
 
-ENV_RATE = "CEREDIS_SOURCE_RATE"
-ENV_BURST = "CEREDIS_SOURCE_BURST"
-DEFAULT_RATE = 20.0
-DEFAULT_BURST = 5
+__all__ = ["DEFAULT_BURST", "DEFAULT_RATE", "RateLimiter", "limiter_for"]
+
+DEFAULT_RATE = RateSettings.rate
+DEFAULT_BURST = RateSettings.burst
 
 _TAT = 0  # index of the theoretical arrival time in the shared array
 _PAUSE = 1  # index of the end of the current global pause
@@ -63,7 +58,6 @@ class RateLimiter:
         *,
         burst: int = DEFAULT_BURST,
         context: Any = None,
-        ctx: Any = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -76,9 +70,7 @@ class RateLimiter:
             )
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise ConfigError(f"rate limit: the burst must be an integer >= 1, got {burst!r}")
-        # ``ctx`` is an alias of ``context`` (the multiprocessing context of the pool).
-        ctx = context if context is not None else ctx
-        ctx = ctx if ctx is not None else multiprocessing.get_context()
+        ctx = context if context is not None else multiprocessing.get_context()
         self.rate = float(rate)
         self.burst = burst
         self._state = ctx.RawArray("d", 2)  # [TAT, pause-until], both monotonic seconds
@@ -87,33 +79,9 @@ class RateLimiter:
         self._sleep = sleep
 
     @classmethod
-    def from_env(
-        cls,
-        env: Mapping[str, str] | None = None,
-        *,
-        context: Any = None,
-    ) -> RateLimiter:
-        """Build a limiter from ``CEREDIS_SOURCE_RATE`` / ``CEREDIS_SOURCE_BURST``."""
-        env = os.environ if env is None else env
-        rate_text = env.get(ENV_RATE, "").strip()
-        burst_text = env.get(ENV_BURST, "").strip()
-        try:
-            rate = float(rate_text.removesuffix("/s")) if rate_text else DEFAULT_RATE
-        except ValueError:
-            raise ConfigError(
-                f"{ENV_RATE}={rate_text!r} is not a number of requests per second; "
-                f"set it to e.g. 20"
-            ) from None
-        try:
-            burst = int(burst_text) if burst_text else DEFAULT_BURST
-        except ValueError:
-            raise ConfigError(
-                f"{ENV_BURST}={burst_text!r} is not an integer; set it to e.g. 5"
-            ) from None
-        try:
-            return cls(rate, burst=burst, context=context)
-        except ConfigError as exc:
-            raise ConfigError(f"{ENV_RATE}/{ENV_BURST}: {exc}") from None
+    def from_settings(cls, settings: RateSettings, *, context: Any = None) -> RateLimiter:
+        """The limiter the configured rate and burst give."""
+        return cls(settings.rate, burst=settings.burst, context=context)
 
     # -- state shared across processes -------------------------------------------------
 
@@ -196,19 +164,12 @@ class RateLimiter:
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}/s, burst={self.burst})"
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {
-            "rate": self.rate,
-            "burst": self.burst,
-            "_state": self._state,
-            "_lock": self._lock,
-            "_clock": self._clock,
-            "_sleep": self._sleep,
-        }
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-
-#: The name the engine uses: the limiter is shared by every worker process.
-SharedRateLimiter = RateLimiter
+def limiter_for(spec: SourceSpec) -> RateLimiter | None:
+    """One request-rate limit shared by every (forked) worker of a remote-source batch;
+    None for a file source."""
+    if spec.kind == "file":
+        return None
+    return RateLimiter.from_settings(
+        spec.settings.rate, context=multiprocessing.get_context("fork")
+    )

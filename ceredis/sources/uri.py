@@ -1,7 +1,8 @@
 """Remote source URIs (``cass+https://…``, ``xapi+https://…``): the checks they share.
 
 No network. A user:password in a source URI is refused, because the URI is shown in
-progress lines, reports and the ledger header; credentials come from the environment.
+progress lines, reports and the ledger header; credentials come from the settings
+(environment or config file).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from ceredis.sources.kbac import EngineKey
 from ceredis.sources.ratelimit import RateLimiter
 from doubles.cass_double import CassDouble
 from doubles.kbac import generate_key
+from tests.builders import settings_from
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -96,7 +97,7 @@ def open_source(
         full_env.update(env or {})
         source = CassSource.from_uri(
             uri or double.source_uri,
-            env=full_env,
+            settings=settings_from(full_env),
             limiter=limiter or RateLimiter(10_000, burst=1000),
         )
         opened.append(source)

@@ -8,17 +8,19 @@ from decimal import Decimal
 
 import pytest
 
+from ceredis.config import HttpSettings
 from ceredis.errors import ConfigError, SourceError
 from ceredis.sources.http import (
     Failure,
     HttpClient,
-    HttpSettings,
     RetryPolicy,
     Timeouts,
     parse_retry_after,
     snippet,
 )
+from ceredis.sources.retry import Verdict
 from doubles.cass_double import CassDouble, Fault
+from tests.builders import settings_from
 
 # -- the policy, without I/O -----------------------------------------------------------
 
@@ -77,6 +79,20 @@ def test_no_retry_when_the_wait_would_pass_the_deadline():
     assert not decision.retry and "deadline" in decision.reason
 
 
+def test_each_decision_says_its_kind():
+    """Callers branch on the verdict, never on the reason's wording."""
+    policy = RetryPolicy(retries=1, retry_after_cap=60)
+
+    def verdict(failure: Failure, attempt: int = 1, now: float = 0) -> Verdict:
+        return policy.decide(failure, attempt=attempt, now=now, deadline=100, rand=0).kind
+
+    assert verdict(Failure("status", "", status=503)) is Verdict.RETRY
+    assert verdict(Failure("status", "", status=404)) is Verdict.NOT_RETRYABLE
+    assert verdict(Failure("status", "", status=429, retry_after=900)) is Verdict.WAIT_TOO_LONG
+    assert verdict(Failure("timeout", "t"), attempt=2) is Verdict.EXHAUSTED
+    assert verdict(Failure("status", "", status=503, retry_after=5), now=98) is Verdict.OUT_OF_TIME
+
+
 def test_retry_after_parsing():
     assert parse_retry_after("120", 0) == 120
     assert parse_retry_after(" 1.5 ", 0) == 1.5
@@ -92,20 +108,23 @@ def test_snippet_is_one_short_printable_line():
     assert snippet("sig: " + "QUJD" * 50) == "sig: […]"
 
 
-def test_settings_from_env_and_their_errors():
-    s = HttpSettings.from_env(
+def test_settings_from_the_environment_and_their_errors():
+    http = settings_from(
         {
             "CEREDIS_SOURCE_RETRIES": "2",
             "CEREDIS_SOURCE_RETRY_AFTER_CAP": "5",
             "CEREDIS_SOURCE_READ_TIMEOUT": "9",
         }
-    )
-    assert s.policy.retries == 2 and s.policy.retry_after_cap == 5 and s.timeouts.read == 9
-    assert HttpSettings.from_env({}) == HttpSettings()
+    ).http
+    policy, timeouts = RetryPolicy.from_settings(http), Timeouts.from_settings(http)
+    assert policy.retries == 2 and policy.retry_after_cap == 5 and timeouts.read == 9
+    assert settings_from({}).http == HttpSettings()
+    assert RetryPolicy.from_settings(HttpSettings()) == RetryPolicy()
+    assert Timeouts.from_settings(HttpSettings()) == Timeouts()
     with pytest.raises(ConfigError, match="CEREDIS_SOURCE_READ_TIMEOUT"):
-        HttpSettings.from_env({"CEREDIS_SOURCE_READ_TIMEOUT": "fast"})
+        settings_from({"CEREDIS_SOURCE_READ_TIMEOUT": "fast"})
     with pytest.raises(ConfigError, match="CEREDIS_SOURCE_RETRIES"):
-        HttpSettings.from_env({"CEREDIS_SOURCE_RETRIES": "many"})
+        settings_from({"CEREDIS_SOURCE_RETRIES": "many"})
     with pytest.raises(ConfigError):
         Timeouts(connect=0)
 

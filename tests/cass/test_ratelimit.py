@@ -10,8 +10,9 @@ import pytest
 
 from ceredis.errors import ConfigError
 from ceredis.sources.http import HttpClient, RetryPolicy, Timeouts
-from ceredis.sources.ratelimit import RateLimiter, SharedRateLimiter
+from ceredis.sources.ratelimit import RateLimiter
 from doubles.cass_double import CassDouble, Fault
+from tests.builders import settings_from
 
 #: Allowance for the spread of network delays between a request's start (what the
 #: limiter paces) and its arrival (what the double's journal stamps).
@@ -84,17 +85,17 @@ def test_acquire_honours_a_pause_started_while_it_waited():
 
 
 def test_configuration_from_the_environment():
-    limiter = RateLimiter.from_env({"CEREDIS_SOURCE_RATE": "50/s", "CEREDIS_SOURCE_BURST": "2"})
+    settings = settings_from({"CEREDIS_SOURCE_RATE": "50/s", "CEREDIS_SOURCE_BURST": "2"})
+    limiter = RateLimiter.from_settings(settings.rate)
     assert (limiter.rate, limiter.burst) == (50.0, 2)
-    assert RateLimiter.from_env({}).rate == 20.0
+    assert RateLimiter.from_settings(settings_from({}).rate).rate == 20.0
     with pytest.raises(ConfigError, match="CEREDIS_SOURCE_RATE"):
-        RateLimiter.from_env({"CEREDIS_SOURCE_RATE": "fast"})
+        settings_from({"CEREDIS_SOURCE_RATE": "fast"})
     with pytest.raises(ConfigError, match="positive"):
-        RateLimiter.from_env({"CEREDIS_SOURCE_RATE": "0"})
+        settings_from({"CEREDIS_SOURCE_RATE": "0"})
     with pytest.raises(ConfigError, match="CEREDIS_SOURCE_BURST"):
-        RateLimiter.from_env({"CEREDIS_SOURCE_BURST": "1.5"})
-    assert SharedRateLimiter is RateLimiter
-    assert RateLimiter(5, ctx=multiprocessing.get_context("spawn")).rate == 5
+        settings_from({"CEREDIS_SOURCE_BURST": "1.5"})
+    assert RateLimiter(5, context=multiprocessing.get_context("spawn")).rate == 5
 
 
 # -- real processes --------------------------------------------------------------------

@@ -17,6 +17,7 @@ from ceredis.sources.kbac import DecryptionError
 from doubles.cass_double import Fault, _Reply
 from doubles.cass_query import QuerySyntaxError
 from doubles.kbac import generate_key
+from tests.builders import settings_from
 
 from .conftest import records
 
@@ -55,7 +56,11 @@ def test_secrets_never_appear_in_errors_logs_or_the_journal(
     attempt(open_source(other, env=env).fetch, "L0002")
     bad_key = tmp_path / "broken.pem"
     bad_key.write_text(engine_key.private_pem().replace("MII", "XXX", 1))
-    attempt(lambda: CassSource.from_uri(cass.source_uri, env={"CEREDIS_CASS_KEY": str(bad_key)}))
+    attempt(
+        lambda: CassSource.from_uri(
+            cass.source_uri, settings=settings_from({"CEREDIS_CASS_KEY": str(bad_key)})
+        )
+    )
     attempt(check_uri, "cass+https://reader:hunter2-secret@cass.example/")
     attempt(
         lambda: kbac.decrypt_value(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ceredis.config import CassSettings, Settings
 from ceredis.errors import ConfigError, SourceError
 from ceredis.evidence import submitted, validate
 from ceredis.scoring import evaluate
@@ -21,6 +22,7 @@ from ceredis.sources.files import bundled_cohort, read_evidence_file
 from doubles.cass_double import CassDouble, Fault
 from doubles.cass_fixtures import build_fixtures
 from doubles.kbac import encrypt_value, generate_key
+from tests.builders import settings_from
 
 from .conftest import QUICK, record, records
 
@@ -398,11 +400,13 @@ def test_ping_gives_clear_start_up_errors(cass_factory, open_source, competencie
 
 
 def test_check_uri_accepts_good_uris_and_names_what_is_wrong(tmp_path):
-    assert check_uri("cass+https://cass.ceredis.net/", env={}) == "cass+https://cass.ceredis.net/"
-    assert check_uri("cass+http://127.0.0.1:8080/cass/api/?framework=abc-1", env={}) == (
+    assert (
+        check_uri("cass+https://cass.ceredis.net/", Settings()) == "cass+https://cass.ceredis.net/"
+    )
+    assert check_uri("cass+http://127.0.0.1:8080/cass/api/?framework=abc-1", Settings()) == (
         "cass+http://127.0.0.1:8080/cass/"
     )
-    config = parse_uri("cass+https://h:8443/x/?page_size=7", env={"CEREDIS_CASS_FRAMEWORK": "f-1"})
+    config = parse_uri("cass+https://h:8443/x/?page_size=7", CassSettings(framework="f-1"))
     assert (config.base_url, config.page_size, config.framework) == (
         "https://h:8443/x/api/",
         7,
@@ -420,9 +424,11 @@ def test_check_uri_accepts_good_uris_and_names_what_is_wrong(tmp_path):
     }
     for uri, message in bad.items():
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            check_uri(uri, env={})
+            check_uri(uri, Settings())
     with pytest.raises(ConfigError, match="not a readable file"):
-        check_uri("cass+https://h/", env={"CEREDIS_CASS_KEY": str(tmp_path / "none.pem")})
+        check_uri(
+            "cass+https://h/", settings_from({"CEREDIS_CASS_KEY": str(tmp_path / "none.pem")})
+        )
 
 
 # -- the same cohort from a file and from CaSS -----------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 from ceredis.sources.xapi import ENV_PASSWORD, ENV_USERNAME, XapiSource
 from doubles.ralph import RalphLRS
+from tests.builders import settings_from
 
 USERNAME = "ceredis-reader"
 PASSWORD = "Pw-7f3c91e0-not-in-any-message"
@@ -49,7 +50,8 @@ def open_source() -> Iterator[Callable[..., XapiSource]]:
 
     def make(target: RalphLRS | str, env: Mapping[str, str] | None = None, **kw: Any) -> XapiSource:
         uri = target if isinstance(target, str) else "xapi+" + target.base_url
-        source = XapiSource.from_uri(uri, env=credentials() if env is None else env, **kw)
+        settings = settings_from(credentials() if env is None else env)
+        source = XapiSource.from_uri(uri, settings=settings, **kw)
         opened.append(source)
         return source
 

@@ -22,6 +22,7 @@ from ceredis.sources.xapi import (
 )
 from doubles.xapi_fixtures import evidence_to_statement, statement_id
 from ledger.canonical import canonical
+from tests.builders import settings_from
 
 CASS = "https://cass.ceredis.net/api/data/schema.cassproject.org.0.4.Competency/"
 
@@ -245,7 +246,8 @@ def test_half_configured_credentials_are_refused() -> None:
     """A username without a password (or the reverse) is a configuration error."""
     with pytest.raises(ConfigError, match="set both CEREDIS_XAPI_USERNAME"):
         XapiSource.from_uri(
-            "xapi+https://lrs.example.org/xAPI/", env={"CEREDIS_XAPI_USERNAME": "u"}
+            "xapi+https://lrs.example.org/xAPI/",
+            settings=settings_from({"CEREDIS_XAPI_USERNAME": "u"}),
         )
 
 
@@ -253,16 +255,20 @@ def test_a_colon_in_the_username_is_refused() -> None:
     """Basic auth cannot carry a user-id with ':'; say so instead of failing at the LRS."""
     env = {"CEREDIS_XAPI_USERNAME": "a:b", "CEREDIS_XAPI_PASSWORD": "pw-long"}
     with pytest.raises(ConfigError, match="must not contain ':'"):
-        XapiSource.from_uri("xapi+https://lrs.example.org/xAPI/", env=env)
+        XapiSource.from_uri("xapi+https://lrs.example.org/xAPI/", settings=settings_from(env))
 
 
 def test_home_page_comes_from_the_uri_then_the_environment() -> None:
     """The URI's homePage option wins over CEREDIS_XAPI_HOMEPAGE, which wins over the default."""
     env = {"CEREDIS_XAPI_HOMEPAGE": "https://env.example.org"}
-    with XapiSource.from_uri("xapi+https://l.example.org/xAPI/", env={}) as source:
+    with XapiSource.from_uri(
+        "xapi+https://l.example.org/xAPI/", settings=settings_from({})
+    ) as source:
         assert source.home_page == DEFAULT_HOME_PAGE
-    with XapiSource.from_uri("xapi+https://l.example.org/xAPI/", env=env) as source:
+    with XapiSource.from_uri(
+        "xapi+https://l.example.org/xAPI/", settings=settings_from(env)
+    ) as source:
         assert source.home_page == "https://env.example.org"
     uri = "xapi+https://l.example.org/xAPI/?homePage=https://uri.example.org"
-    with XapiSource.from_uri(uri, env=env) as source:
+    with XapiSource.from_uri(uri, settings=settings_from(env)) as source:
         assert source.home_page == "https://uri.example.org"

@@ -16,6 +16,7 @@ from ceredis.sources.ratelimit import RateLimiter
 from ceredis.sources.xapi import DEFAULT_HOME_PAGE, XapiSource
 from doubles.ralph import RalphLRS
 from doubles.xapi_fixtures import evidence_to_statements, statement_id
+from tests.builders import settings_from
 from tests.xapi.conftest import FAST_FAIL, PASSWORD, SMALL_PAGE, credentials
 
 Open = Callable[..., XapiSource]
@@ -270,7 +271,9 @@ _worker_source: XapiSource | None = None
 
 def _open_in_worker(uri: str, limiter: RateLimiter) -> None:
     global _worker_source
-    _worker_source = XapiSource.from_uri(uri, limiter=limiter, env=credentials())
+    _worker_source = XapiSource.from_uri(
+        uri, limiter=limiter, settings=settings_from(credentials())
+    )
 
 
 def _fetch_in_worker(agent: str) -> list[dict[str, Any]]:
