@@ -136,13 +136,14 @@ _FAST = orjson is not None and _exponent_signed()
 
 
 def _has_exponent(doc: bytes) -> bool:
-    # An exponent as orjson writes it: a digit, "e", a sign. memchr for the sign is fast.
-    for sign in b"+-":
-        i = doc.find(sign, 2)
+    # An exponent as orjson writes it: a digit, then "e+" or "e-". Searching for the pair
+    # visits only where it occurs (rare in text), not every "-" of dates and identifiers.
+    for mark in (b"e+", b"e-"):
+        i = doc.find(mark, 1)
         while i > 0:
-            if doc[i - 1] == 0x65 and doc[i - 2] in _DIGITS:  # "e"
+            if doc[i - 1] in _DIGITS:
                 return True
-            i = doc.find(sign, i + 1)
+            i = doc.find(mark, i + 2)
     return False
 
 

@@ -28,7 +28,7 @@ from os import PathLike
 from typing import Any
 
 from ledger.canonical import CANON_ID
-from ledger.decode import check_canonical, parse
+from ledger.decode import check_canonical, is_fast_canonical, parse
 from ledger.errors import CanonicalError, LedgerFormatError
 from ledger.line import FORMAT_ID, GENESIS, HEADER, MAX_LINE, RECORD, Line, iter_lines, parse_line
 from ledger.merkle import EMPTY_ROOT, CompactRange, leaf_hash
@@ -62,14 +62,6 @@ def scan_file(path: str | PathLike[str], expected: tuple[int, str] | None = None
     for _ in scan(path, scanner):
         pass
     return scanner
-
-
-def _canonical_problem(line_no: int, kind: str, body: bytes) -> Problem | None:
-    try:
-        check_canonical(body)
-    except CanonicalError as exc:
-        return Problem(line_no, ProblemKind.NON_CANONICAL, f"{kind} body: {exc}")
-    return None
 
 
 def _ledger_part(body: bytes, own_keys: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -122,35 +114,19 @@ class Scanner:
         try:
             line = parse_line(text)
         except LedgerFormatError as exc:
-            if last:
-                self.prev = prev  # a torn tail is not part of the chain
-                self.torn = (line_no, offset, len(raw))
-                self.report(line_no, ProblemKind.TORN_TAIL, f"last line is unreadable: {exc}")
-            else:
-                self.unreadable += 1  # it may hide a seq: see (6)
-                self.report(line_no, ProblemKind.MALFORMED, str(exc))
+            self._unparsed(line_no, offset, raw, last, prev, exc)
             return None
         body, content_hash, kind, line_prev, seq = line
-        # (3) canonical form
-        problem = _canonical_problem(line_no, kind, body)
-        if problem is not None:
-            self.problems.append(problem)
+        # (3) canonical form: the fast check, else the general one says what is wrong
+        if not is_fast_canonical(body):
+            self._canonical(line_no, kind, body)
         # (4) content hash
         digest = _sha256(body).digest()
         if digest.hex() != content_hash:
-            self.report(
-                line_no,
-                ProblemKind.CONTENT_HASH,
-                f"{kind} hash says {content_hash}, body hashes to {digest.hex()}",
-            )
+            self._content_hash(line_no, kind, content_hash, digest)
         # (5) chain
         if line_prev != prev:
-            self.report(
-                line_no,
-                ProblemKind.CHAIN,
-                f"prev is {line_prev}, expected {prev}"
-                + (" (line 1 must have 64 zeros)" if line_no == 1 else " (previous line's hash)"),
-            )
+            self._chain(line_no, line_prev, prev)
         # (6) sequence; unreadable lines just before may have held the seqs skipped
         if self.max_seq < seq <= self.max_seq + 1 + self.unreadable:
             self.max_seq = seq
@@ -165,19 +141,52 @@ class Scanner:
                 f"{kind} after the footer on line {self.footer_line}",
             )
         if kind == RECORD:
-            self.count += 1
-            self.tree.append(leaf_hash(digest))
-            if line_no == 1:
-                self.report(line_no, ProblemKind.STRUCTURE, "line 1 is a record, not the header")
-            if self.expected is not None and self.count == self.expected[0]:
-                self._anchor(line_no)
+            self._record(line_no, digest)
         elif kind == HEADER:
             self._header(line_no, body)
         else:
-            if line_no == 1:
-                self.report(line_no, ProblemKind.STRUCTURE, "line 1 is the footer, not the header")
             self._footer(line_no, body)
         return line
+
+    def _unparsed(
+        self, line_no: int, offset: int, raw: bytes, last: bool, prev: str, exc: LedgerFormatError
+    ) -> None:
+        if last:
+            self.prev = prev  # a torn tail is not part of the chain
+            self.torn = (line_no, offset, len(raw))
+            self.report(line_no, ProblemKind.TORN_TAIL, f"last line is unreadable: {exc}")
+        else:
+            self.unreadable += 1  # it may hide a seq: see (6)
+            self.report(line_no, ProblemKind.MALFORMED, str(exc))
+
+    def _canonical(self, line_no: int, kind: str, body: bytes) -> None:
+        try:
+            check_canonical(body)
+        except CanonicalError as exc:
+            self.report(line_no, ProblemKind.NON_CANONICAL, f"{kind} body: {exc}")
+
+    def _content_hash(self, line_no: int, kind: str, content_hash: str, digest: bytes) -> None:
+        self.report(
+            line_no,
+            ProblemKind.CONTENT_HASH,
+            f"{kind} hash says {content_hash}, body hashes to {digest.hex()}",
+        )
+
+    def _chain(self, line_no: int, line_prev: str, prev: str) -> None:
+        self.report(
+            line_no,
+            ProblemKind.CHAIN,
+            f"prev is {line_prev}, expected {prev}"
+            + (" (line 1 must have 64 zeros)" if line_no == 1 else " (previous line's hash)"),
+        )
+
+    def _record(self, line_no: int, digest: bytes) -> None:
+        self.count += 1
+        self.tree.append(leaf_hash(digest))
+        if line_no == 1:
+            self.report(line_no, ProblemKind.STRUCTURE, "line 1 is a record, not the header")
+        if self.expected is not None and self.count == self.expected[0]:
+            self._anchor(line_no)
 
     def _unframed(self, line_no: int, offset: int, raw: bytes) -> None:
         if len(raw) > MAX_LINE:
@@ -249,6 +258,8 @@ class Scanner:
         self.header = meta
 
     def _footer(self, line_no: int, body: bytes) -> None:
+        if line_no == 1:
+            self.report(line_no, ProblemKind.STRUCTURE, "line 1 is the footer, not the header")
         if self.footer_line:
             return  # already reported as "after the footer"
         self.footer_line = line_no
