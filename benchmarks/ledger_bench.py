@@ -9,8 +9,12 @@ ratio says how much of the machine the ledger code leaves on the table:
   ``fdatasync`` at the same cadence (no hashing, no checks);
 * verification is compared with reading the file and hashing each line once with SHA-256.
 
-Targets (project issue 3): >= 50,000 records/s of ~1 KB appended with group fsync through
-``append_canonical`` (the engine's path), >= 100,000 records/s verified.
+Targets (project issues 3 and 9): >= 50,000 records/s of ~1 KB appended with group fsync
+through ``append_canonical``, >= 100,000 records/s verified in one process. On a shared
+machine the absolute figures drop; the ratios to the bounds are the figures to compare.
+The same ledger is verified a second time with two-decimal scores written with their
+trailing zeros (``540.00``, as the engine writes them), which the canonical check's
+quickest comparison cannot take.
 """
 
 from __future__ import annotations
@@ -32,13 +36,20 @@ from ledger import LedgerWriter, canonical, verify_ledger
 from ledger.decode import check_canonical
 
 GROUP = 100  # fsync every GROUP records (the writer's default)
+CENTS = Decimal("0.01")
 
 
-def make_body(i: int, rnd: random.Random) -> dict[str, object]:
-    """A ~1 KB result-like object: ids, statuses, fixed two-decimal scores, short texts."""
+def make_body(i: int, rnd: random.Random, fixed: bool = False) -> dict[str, object]:
+    """A ~1 KB result-like object: ids, statuses, two-decimal scores, short texts; with
+    *fixed*, every score keeps two decimals (``7.00``), otherwise its shortest (``7``)."""
+
+    def score(high: int) -> Decimal:
+        value = Decimal(rnd.randint(0, high)) / 100
+        return value.quantize(CENTS) if fixed else value
+
     parts = {
         f"{c // 3 + 1}.{c % 3 + 1}": {
-            "score": Decimal(rnd.randint(0, 10000)) / 100,
+            "score": score(10000),
             "status": rnd.choice(["ACQUIRED", "IN_PROGRESS", "NOT_ACQUIRED"]),
             "evidenceCount": rnd.randint(1, 9),
             "evidenceTypes": ["P1", "P2"],
@@ -48,9 +59,9 @@ def make_body(i: int, rnd: random.Random) -> dict[str, object]:
     return {
         "agentId": f"agent-{i:07d}",
         "status": "OK",
-        "total": Decimal(rnd.randint(0, 60000)) / 100,
+        "total": score(60000),
         "level": rnd.choice(["A2", "B1", "B2", "C1"]),
-        "domains": {f"D{j}": Decimal(rnd.randint(0, 10000)) / 100 for j in range(1, 6)},
+        "domains": {f"D{j}": score(10000) for j in range(1, 6)},
         "parts": parts,
         "decision": [{"level": "B1", "passed": True, "reasons": ["every domain is at least 50"]}],
         "configHash": hashlib.sha256(b"config").hexdigest(),
@@ -126,6 +137,8 @@ def main() -> int:
     rnd = random.Random(6962)
     bodies = [make_body(i, rnd) for i in range(n)]
     blobs = [canonical(b) for b in bodies]
+    rnd = random.Random(6962)
+    fixed = [canonical(make_body(i, rnd, fixed=True)) for i in range(n)]
     size = sum(map(len, blobs)) / n
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -139,6 +152,8 @@ def main() -> int:
 
         good = d / "ledger.jsonl"
         ledger_append(good, blobs, GROUP, True)
+        zeros = d / "zeros.jsonl"
+        ledger_append(zeros, fixed, GROUP, True)
         lines = good.read_bytes().splitlines(keepends=True)
         line_size = sum(map(len, lines)) / len(lines)
         t_canon = best_of(repeat, lambda a: ledger_append(fresh("c", a), blobs, GROUP, True))
@@ -149,11 +164,12 @@ def main() -> int:
         t_dict = best_of(repeat, lambda a: ledger_append(fresh("d", a), bodies, GROUP, False))
         t_one = best_of(repeat, lambda a: ledger_append(fresh("o", a), blobs[:n_sync], 1, True))
         t_raw_one = best_of(repeat, lambda a: raw_append(fresh("r1", a), lines[:n_sync], 1))
-        t_verify = best_of(repeat, lambda a: verify_ledger(good, jobs=2))
-        t_verify1 = best_of(repeat, lambda a: verify_ledger(good, jobs=1))
+        t_verify = best_of(repeat, lambda a: verify_ledger(good))
         t_hash = best_of(repeat, lambda a: raw_hash(good))
+        t_zeros = best_of(repeat, lambda a: verify_ledger(zeros))
+        t_hash_zeros = best_of(repeat, lambda a: raw_hash(zeros))
         t_check = best_of(repeat, lambda a: [check_canonical(b) for b in blobs])
-        assert verify_ledger(good).status == "ok"
+        assert verify_ledger(good).status == verify_ledger(zeros).status == "ok"
 
     print(f"ledger benchmark: {n:,} records, body {size:,.0f} B, line {line_size:,.0f} B")
     print(f"python {sys.version.split()[0]}, fsync group {GROUP} records, best of {repeat} runs")
@@ -161,12 +177,12 @@ def main() -> int:
     report("append_canonical(check=False) (the engine)", n, t_trust, t_raw, 50_000)
     report("append(dict), group fsync", n, t_dict, t_raw, None)
     report(f"append_canonical, fsync per record ({n_sync:,})", n_sync, t_one, t_raw_one, None)
-    report("verify_ledger (2 processes, the default)", n, t_verify, t_hash, 100_000)
-    report("verify_ledger(jobs=1)", n, t_verify1, t_hash, None)
+    report("verify_ledger (one process)", n, t_verify, t_hash, 100_000)
+    report("verify_ledger, scores as 7.00 (one process)", n, t_zeros, t_hash_zeros, None)
     print(
-        f"  of which the canonical-form check of each body: {t_check / n * 1e6:.1f} us/rec "
-        f"(one process without it would run at ~{n / (t_verify1 - t_check):,.0f} rec/s); "
-        "jobs=2 hands two record lines in three of that check to a second process"
+        f"  of which the canonical-form check of each body: {t_check / n * 1e6:.1f} us/rec; "
+        "the verify target is a ratio of ~0.14 to the bound (100,000 against the ~700,000 "
+        "rec/s of a quiet machine), the append target ~0.22 (50,000 against ~230,000)"
     )
     return 0
 

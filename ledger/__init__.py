@@ -11,7 +11,8 @@ Quick start::
     for rec in read_ledger("run.jsonl"):     # header, records, footer, checked as read
         ...
 
-``python -m ledger verify|prove|check-proof`` does the same from a shell (docs/ledger.md).
+``python -m ledger verify|prove|check-proof|consistency`` does the same from a shell
+(docs/ledger.md).
 """
 
 from ledger.canonical import CANON_ID, canonical, canonical_hash

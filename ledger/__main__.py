@@ -1,4 +1,4 @@
-"""``python -m ledger``: verify a ledger, prove a record, check a proof."""
+"""``python -m ledger``: verify a ledger, prove a record, check a proof, prove a prefix."""
 
 from ledger.cli import main
 

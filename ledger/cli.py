@@ -1,11 +1,13 @@
-"""``python -m ledger``: verify a ledger, prove one record, check a proof.
+"""``python -m ledger``: verify a ledger, prove one record, check a proof, prove that an
+older ledger is a prefix of a newer one.
 
 Exit codes (every command):
 
     0  good: the ledger verifies and is complete / the proof was printed / the record is
-       included
+       included / the consistency proof was printed and checks out
     1  a problem was found: tampering, a torn tail, an incomplete ledger (no footer), a
-       ledger that fails verification (prove), a record not included (check-proof)
+       ledger that fails verification (prove, consistency), a record not included
+       (check-proof), an older ledger that is not a prefix of the newer (consistency)
     2  unreadable input or bad usage: no such file, not a ledger, a malformed proof
 """
 
@@ -19,8 +21,9 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from ledger.errors import LedgerError, ProofError
-from ledger.proof import InclusionProof, prove_verified, record_hash
-from ledger.verify import VerifyReport, verify_ledger
+from ledger.proof import InclusionProof, prove_consistency, prove_verified, record_hash
+from ledger.report import VerifyReport
+from ledger.verify import verify_ledger
 
 __all__ = ["main"]
 
@@ -44,6 +47,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             return _verify(args, out)
         if args.command == "prove":
             return _prove(args, out)
+        if args.command == "consistency":
+            return _consistency(args, out)
         return _check_proof(args, out)
     except LedgerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -80,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a file holding the record's line as stored in the ledger, or its body",
     )
     check.add_argument("--root", type=_hex64, metavar="HEX", help="the root you trust")
+    consistency = commands.add_parser(
+        "consistency",
+        help="print and check the proof that an older ledger's records begin a newer one's",
+    )
+    consistency.add_argument("old", metavar="OLD", help="the older ledger (finished or not)")
+    consistency.add_argument("new", metavar="NEW", help="the newer ledger (finished or not)")
     return parser
 
 
@@ -130,6 +141,25 @@ def _prove(args: argparse.Namespace, out: TextIO) -> int:
         print(f"{args.file}: fails verification, no proof: {report.problems[0]}", file=sys.stderr)
         return 1
     proof = prove_verified(args.file, args.index, report)
+    json.dump(proof.to_json(), out, indent=2)
+    out.write("\n")
+    return 0
+
+
+def _consistency(args: argparse.Namespace, out: TextIO) -> int:
+    reports = verify_ledger(args.old), verify_ledger(args.new)
+    for report in reports:
+        if not report.ok:
+            print(
+                f"{report.path}: fails verification, no proof: {report.problems[0]}",
+                file=sys.stderr,
+            )
+            return 1
+    try:
+        proof = prove_consistency(*reports)
+    except ProofError as exc:
+        out.write(f"NOT a prefix: {args.old} of {args.new}: {exc}\n")
+        return 1
     json.dump(proof.to_json(), out, indent=2)
     out.write("\n")
     return 0

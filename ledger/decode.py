@@ -108,21 +108,25 @@ def _compare(expected: bytes, found: bytes) -> None:
 
 
 # The fast path. T is canonical iff T == canonical(parse(T)). With orjson, for T free of
-# backslashes (so every string is raw, as canonical() writes it):
-#   V = loads(T); D = dumps(V) (T's key order); S = dumps(V, sorted keys).
-#   (a) D == S                    -> T's keys are sorted at every level;
-#   (b) D writes no float with an exponent, and
-#   (c) T == D once the bytes 0-9 . + - are deleted from both
-#                                 -> no whitespace, no duplicate key, no exponent in T
-#                                    (each would leave bytes in T that D lacks),
-# so T differs from canonical(parse(T)) nowhere: any JSON number without an exponent is
-# the canonical text of the value parse() gives it. Anything else: "don't know".
+# backslashes (so every string is raw, as canonical() writes it): V = loads(T) and
+# S = dumps(V, sorted keys), orjson's re-encoding, with sorted keys and no whitespace.
+#   (1) T == S and S writes no float with an exponent: T is canonical, since any JSON
+#       number without an exponent is the canonical text of the value parse() gives it.
+#       This is the common case, one parse and one dump.
+#   (2) Otherwise (T writes 540.00, which S writes 540.0): D = dumps(V) in T's key order;
+#       (a) D == S                    -> T's keys are sorted at every level;
+#       (b) D writes no exponent, and
+#       (c) T == D once the bytes 0-9 . + - are deleted from both
+#                                     -> no whitespace, no duplicate key, no exponent in T
+#                                        (each would leave bytes in T that D lacks),
+#       so T differs from canonical(parse(T)) nowhere.
+# Anything else: "don't know", and the slow path decides.
 _NUMBER_BYTES = b"0123456789.+-"
 _DIGITS = frozenset(_NUMBER_BYTES[:10])
 
 
 def _exponent_signed() -> bool:
-    # (b) is checked by looking for "e+"/"e-" after a digit: orjson must always sign them.
+    # Exponents are found by looking for "e+"/"e-" after a digit: orjson must always sign them.
     assert orjson is not None
     probes = (1e16, 1e22, 1.5e300, 1.2345678901234568e17, 1e-5, 1e-7, 5e-324)
     return all(b"e+" in out or b"e-" in out or b"e" not in out for out in map(orjson.dumps, probes))
@@ -132,13 +136,14 @@ _FAST = orjson is not None and _exponent_signed()
 
 
 def _has_exponent(doc: bytes) -> bool:
-    # An exponent as orjson writes it: a digit, "e", a sign. memchr for the sign is fast.
-    for sign in b"+-":
-        i = doc.find(sign, 2)
+    # An exponent as orjson writes it: a digit, then "e+" or "e-". Searching for the pair
+    # visits only where it occurs (rare in text), not every "-" of dates and identifiers.
+    for mark in (b"e+", b"e-"):
+        i = doc.find(mark, 1)
         while i > 0:
-            if doc[i - 1] == 0x65 and doc[i - 2] in _DIGITS:  # "e"
+            if doc[i - 1] in _DIGITS:
                 return True
-            i = doc.find(sign, i + 1)
+            i = doc.find(mark, i + 2)
     return False
 
 
@@ -148,12 +153,14 @@ def is_fast_canonical(data: bytes) -> bool:
         return False
     try:
         value = _loads(data)
-        doc = _dumps(value)
-        ordered = doc == _dumps(value, option=_SORT_KEYS)
+        ordered = _dumps(value, option=_SORT_KEYS)
+        if ordered == data:  # (1)
+            return not _has_exponent(ordered)
+        doc = _dumps(value)  # (2)
     except (_DecodeError, _EncodeError):  # invalid, or nested too deep
         return False
     return (
-        ordered
+        doc == ordered
         and not _has_exponent(doc)
         and data.translate(None, _NUMBER_BYTES) == doc.translate(None, _NUMBER_BYTES)
     )

@@ -47,10 +47,14 @@ MAX_LINE = 64 << 20  # bytes; a longer line is not one this package wrote
 
 _PREFIX = b'{"body":'
 _HASH_KEY = b',"hash":"'
-_TAIL = re.compile(
+_TAIL = (
     rb',"hash":"([0-9a-f]{64})","kind":"(header|record|footer)"'
     rb',"prev":"([0-9a-f]{64})","seq":([1-9][0-9]{0,14})\}'
 )
+# The whole line at once; the tail holds no ,"hash":" but its first, so the greedy body
+# ends where the last one starts, as in the step-by-step check that explains a failure.
+_LINE = re.compile(rb'\{"body":(\{.*\})' + _TAIL, re.DOTALL)
+_TAIL_AT = re.compile(_TAIL)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -88,20 +92,24 @@ def encode_line(body: bytes, content_hash: str, kind: str, prev: str, seq: int) 
 
 def parse_line(text: bytes) -> Line:
     """Split one line (without its newline) into body bytes and envelope fields, or raise."""
-    if not text.startswith(_PREFIX):
-        raise LedgerFormatError(f"does not start with {_PREFIX.decode()}")
-    cut = text.rfind(_HASH_KEY)
-    match = _TAIL.fullmatch(text, cut) if cut > len(_PREFIX) else None
+    match = _LINE.fullmatch(text)
     if match is None:
-        raise LedgerFormatError(
+        raise LedgerFormatError(_malformed(text))
+    body, content_hash, kind, prev, seq = match.groups()
+    return Line(body, content_hash.decode(), kind.decode(), prev.decode(), int(seq))
+
+
+def _malformed(text: bytes) -> str:
+    # What is wrong with a line that does not parse, checked part by part.
+    if not text.startswith(_PREFIX):
+        return f"does not start with {_PREFIX.decode()}"
+    cut = text.rfind(_HASH_KEY)
+    if cut <= len(_PREFIX) or _TAIL_AT.fullmatch(text, cut) is None:
+        return (
             'does not end with ,"hash":"<64 hex>","kind":"header|record|footer",'
             '"prev":"<64 hex>","seq":<n>}'
         )
-    body = text[8:cut]  # len(_PREFIX) == 8
-    if body[:1] != b"{" or body[-1:] != b"}":
-        raise LedgerFormatError("body is not a JSON object")
-    content_hash, kind, prev, seq = match.groups()
-    return Line(body, content_hash.decode(), kind.decode(), prev.decode(), int(seq))
+    return "body is not a JSON object"
 
 
 def iter_lines(stream: BinaryIO) -> Iterator[tuple[int, int, bytes, bool]]:

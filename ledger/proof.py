@@ -1,13 +1,21 @@
-"""Inclusion proofs for single records: prove one, and check one without the ledger.
+"""Merkle proofs over a ledger's records: inclusion of one record, consistency of two ledgers.
 
-A proof (format ``ledger-proof/1``) names a record by its index among the records and its
-content hash, and carries the RFC 6962 audit path to the ledger's root (``resultsRoot``):
+An inclusion proof (format ``ledger-proof/1``) names a record by its index among the
+records and its content hash, and carries the RFC 6962 audit path to the ledger's root
+(``resultsRoot``):
 
     {"contentHash":"<hex>","format":"ledger-proof/1","index":i,"path":["<hex>",...],
      "root":"<hex>","size":n}
 
 Whoever holds their own record line (or its body) and a proof can check it against a
 published root, without seeing any other record (RFC 9162 §2.1.3.2).
+
+A consistency proof (format ``ledger-consistency/1``) shows that the records of an older
+ledger (*oldSize*, *oldRoot*) are the first records of a newer one (*newSize*, *newRoot*),
+so a root published earlier still holds (RFC 9162 §2.1.4.2):
+
+    {"format":"ledger-consistency/1","newRoot":"<hex>","newSize":m,"oldRoot":"<hex>",
+     "oldSize":n,"path":["<hex>",...]}
 """
 
 from __future__ import annotations
@@ -22,13 +30,31 @@ from typing import Any
 from ledger.canonical import canonical
 from ledger.decode import parse
 from ledger.errors import CanonicalError, LedgerFormatError, ProofError
-from ledger.line import RECORD, iter_lines, parse_line, sha256_hex
-from ledger.merkle import inclusion_ranges, leaf_hash, range_hashes, verify_inclusion
-from ledger.verify import VerifyReport, verify_ledger
+from ledger.line import RECORD, parse_line, sha256_hex
+from ledger.merkle import (
+    consistency_ranges,
+    inclusion_ranges,
+    leaf_hash,
+    range_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
+from ledger.report import VerifyReport
+from ledger.scanner import Scanner, scan
+from ledger.verify import verify_ledger
 
-__all__ = ["PROOF_FORMAT", "InclusionProof", "prove", "record_hash"]
+__all__ = [
+    "CONSISTENCY_FORMAT",
+    "PROOF_FORMAT",
+    "ConsistencyProof",
+    "InclusionProof",
+    "prove",
+    "prove_consistency",
+    "record_hash",
+]
 
 PROOF_FORMAT = "ledger-proof/1"
+CONSISTENCY_FORMAT = "ledger-consistency/1"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -113,17 +139,69 @@ def prove_verified(path: str | PathLike[str], index: int, report: VerifyReport) 
     return proof
 
 
-def _leaves(path: str | PathLike[str], index: int, target: list[str]) -> Iterator[bytes]:
-    # Leaf hashes of the records, in order; stores the content hash of record *index*.
-    with open(path, "rb") as stream:
-        n = 0
-        for _, _, raw, _ in iter_lines(stream):
-            line = parse_line(raw[:-1])
-            if line.kind == RECORD:
-                if n == index:
-                    target.append(line.hash)
-                n += 1
-                yield leaf_hash(bytes.fromhex(line.hash))
+def _leaves(
+    path: str | PathLike[str], index: int = -1, target: list[str] | None = None
+) -> Iterator[bytes]:
+    # Leaf hashes of the records, in order, checked again as they are read (the file may
+    # have changed since it was verified); appends the content hash of record *index*.
+    scanner = Scanner()
+    for _, line in scan(path, scanner):
+        if scanner.problems:
+            raise LedgerFormatError(f"{path}: changed since it was verified: {scanner.problems[0]}")
+        if line is not None and line.kind == RECORD:
+            if scanner.count - 1 == index and target is not None:
+                target.append(line.hash)
+            yield leaf_hash(bytes.fromhex(line.hash))
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """The *old_size* records under *old_root* are the first of (*new_size*, *new_root*)."""
+
+    old_size: int
+    old_root: str
+    new_size: int
+    new_root: str
+    path: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The proof as a JSON object (what ``python -m ledger consistency`` prints)."""
+        return {
+            "format": CONSISTENCY_FORMAT,
+            "newRoot": self.new_root,
+            "newSize": self.new_size,
+            "oldRoot": self.old_root,
+            "oldSize": self.old_size,
+            "path": list(self.path),
+        }
+
+    def verify(self) -> None:
+        """Check the proof against its two roots (RFC 9162 §2.1.4.2), or raise ProofError."""
+        verify_consistency(
+            self.old_size,
+            self.new_size,
+            [bytes.fromhex(h) for h in self.path],
+            bytes.fromhex(self.old_root),
+            bytes.fromhex(self.new_root),
+        )
+
+
+def prove_consistency(old: VerifyReport, new: VerifyReport) -> ConsistencyProof:
+    """The proof that the records of the verified ledger *old* begin the verified *new*.
+
+    Raises ProofError when they do not: *old* holds more records, its header differs, or
+    the proof built from *new* does not reproduce *old*'s root.
+    """
+    if old.count > new.count:
+        raise ProofError(f"the older ledger holds {old.count} records, the newer {new.count}")
+    if old.header != new.header:
+        raise ProofError("the two ledgers have different headers: not the same run")
+    with closing(_leaves(new.path)) as leaves:
+        hashes = range_hashes(leaves, consistency_ranges(old.count, new.count))
+    path = tuple(h.hex() for h in hashes)
+    proof = ConsistencyProof(old.count, old.root, new.count, new.root, path)
+    proof.verify()
+    return proof
 
 
 def record_hash(data: bytes) -> str:

@@ -1,6 +1,6 @@
 """Streaming reader: the lines of a ledger as records, checked as they are read.
 
-Each line passes the per-line checks of :mod:`ledger.verify` (framing, envelope, canonical
+Each line passes the per-line checks of :mod:`ledger.scanner` (framing, envelope, canonical
 form, content hash, chain, sequence, structure) before it is yielded; the first failure
 raises :class:`LedgerFormatError`. For a report of every problem use ``verify_ledger``.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from ledger.decode import parse
 from ledger.errors import LedgerError, LedgerFormatError
 from ledger.line import RECORD, iter_lines, parse_line, sha256_hex
-from ledger.verify import Scanner
+from ledger.scanner import Scanner, scan
 
 __all__ = ["Record", "read_ledger", "salvage_records"]
 
@@ -34,28 +34,21 @@ class Record:
 
 def read_ledger(path: str | PathLike[str]) -> Iterator[Record]:
     """Yield every line of the ledger at *path* in order; raise at the first bad line."""
-    scan = Scanner()
-    try:
-        with open(path, "rb") as stream:
-            for line_no, offset, raw, last in iter_lines(stream):
-                seen = len(scan.problems)
-                kind = scan.feed(line_no, offset, raw, last)
-                if len(scan.problems) > seen or kind is None:
-                    raise LedgerFormatError(f"{path}: {scan.problems[seen]}")
-                line = parse_line(raw[:-1])
-                yield Record(
-                    line_no=line_no,
-                    kind=kind,
-                    index=scan.count - 1 if kind == RECORD else None,
-                    body=parse(line.body),
-                    body_bytes=line.body,
-                    content_hash=line.hash,
-                )
-    except OSError as exc:
-        raise LedgerFormatError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    scan.finish()
-    if scan.problems:
-        raise LedgerFormatError(f"{path}: {scan.problems[0]}")
+    scanner = Scanner()
+    for line_no, line in scan(path, scanner):
+        if scanner.problems:  # a line that does not parse always reports one
+            raise LedgerFormatError(f"{path}: {scanner.problems[0]}")
+        assert line is not None
+        yield Record(
+            line_no=line_no,
+            kind=line.kind,
+            index=scanner.count - 1 if line.kind == RECORD else None,
+            body=parse(line.body),
+            body_bytes=line.body,
+            content_hash=line.hash,
+        )
+    if scanner.problems:
+        raise LedgerFormatError(f"{path}: {scanner.problems[0]}")
 
 
 def salvage_records(path: str | PathLike[str]) -> Iterator[Record]:

@@ -28,9 +28,10 @@ from typing import Any
 from ledger.canonical import CANON_ID, canonical
 from ledger.decode import check_canonical, decode
 from ledger.errors import LedgerFormatError, WriteError
-from ledger.line import FOOTER, FORMAT_ID, GENESIS, HEADER, RECORD, encode_line, iter_lines
+from ledger.line import FOOTER, FORMAT_ID, GENESIS, HEADER, RECORD, encode_line
 from ledger.merkle import CompactRange, leaf_hash
-from ledger.verify import ProblemKind, Scanner
+from ledger.report import ProblemKind
+from ledger.scanner import Scanner, scan_file
 
 __all__ = ["LedgerWriter", "Repair"]
 
@@ -143,11 +144,7 @@ class LedgerWriter:
             raise LedgerFormatError(f"{path}: cannot open: {exc.strerror}") from exc
         try:
             _lock(fd, path)
-            scan = Scanner()
-            with open(path, "rb") as stream:
-                for line_no, offset, raw, last in iter_lines(stream):
-                    scan.feed(line_no, offset, raw, last)
-            scan.finish()
+            scan = scan_file(path)
             repaired = _check_resumable(path, fd, scan, repair)
         except BaseException:
             os.close(fd)

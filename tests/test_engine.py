@@ -20,7 +20,7 @@ from ceredis.referential import bundled_referential
 from ceredis.sample import write_cohort
 from ceredis.stores import parse_store_url
 from ledger.reader import read_ledger
-from ledger.verify import verify_ledger
+from ledger import verify_ledger
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""``python -m ledger``: verify, prove, check-proof; exit codes 0 / 1 / 2 and their output."""
+"""``python -m ledger``: verify, prove, check-proof, consistency; exit codes 0 / 1 / 2, output."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ledger import verify_ledger
+from ledger import LedgerWriter, verify_ledger
 from ledger.cli import main
-from tests.ledger.helpers import lines_of
+from ledger.errors import ProofError
+from ledger.merkle import verify_consistency
+from tests.ledger.helpers import FOOTER, body, lines_of, write_ledger
 
 GOLDEN = Path(__file__).parent / "golden"
 OK = GOLDEN / "ok.jsonl"
@@ -206,3 +208,90 @@ def test_python_dash_m_ledger(tmp_path: Path) -> None:
         cwd=Path(__file__).parents[2],
     )
     assert done.returncode == 0 and ": ok: 5 records" in done.stdout
+
+
+# --- consistency: the real entry point, python -m ledger consistency OLD NEW -------------
+
+
+def cli(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ledger`` in a child process, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "ledger", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
+
+
+@pytest.fixture
+def grown(tmp_path: Path) -> tuple[Path, Path]:
+    """An unfinished ledger of 3 records kept aside, and the same run grown to 7, finished."""
+    new = write_ledger(tmp_path / "new.jsonl", [body(i) for i in range(3)], finish=False)
+    old = tmp_path / "old.jsonl"
+    old.write_bytes(new.read_bytes())
+    with LedgerWriter.open(new) as writer:
+        for i in range(3, 7):
+            writer.append(body(i))
+        writer.finish(FOOTER)
+    return old, new
+
+
+def test_consistency_prints_a_proof_that_checks(grown: tuple[Path, Path]) -> None:
+    """An older snapshot of a run: exit 0 and a proof that the RFC 9162 check accepts."""
+    old, new = grown
+    done = cli("consistency", old, new)
+    assert done.returncode == 0, done.stderr
+    proof = json.loads(done.stdout)
+    assert proof["format"] == "ledger-consistency/1"
+    assert (proof["oldSize"], proof["newSize"]) == (3, 7)
+    assert (proof["oldRoot"], proof["newRoot"]) == (
+        verify_ledger(old).root,
+        verify_ledger(new).root,
+    )
+    hashes = [bytes.fromhex(h) for h in proof["path"]]
+    roots = bytes.fromhex(proof["oldRoot"]), bytes.fromhex(proof["newRoot"])
+    verify_consistency(3, 7, hashes, *roots)
+    with pytest.raises(ProofError):
+        verify_consistency(3, 7, hashes[::-1], *roots)
+
+
+def test_consistency_of_a_ledger_with_itself(grown: tuple[Path, Path]) -> None:
+    """A ledger is a prefix of itself: exit 0, an empty path."""
+    _, new = grown
+    done = cli("consistency", new, new)
+    assert done.returncode == 0 and json.loads(done.stdout)["path"] == []
+
+
+def test_consistency_refuses_what_is_not_a_prefix(grown: tuple[Path, Path], tmp_path: Path) -> None:
+    """Other records, the ledgers swapped, another run's header: exit 1, 'NOT a prefix'."""
+    old, new = grown
+    other = write_ledger(tmp_path / "other.jsonl", [body(i + 1) for i in range(3)], finish=False)
+    rerun = write_ledger(
+        tmp_path / "rerun.jsonl", [body(i) for i in range(3)], finish=False, header={"run": "2"}
+    )
+    for older, newer, why in (
+        (other, new, "mismatch"),
+        (new, old, "holds 7 records, the newer 3"),
+        (rerun, new, "different headers"),
+    ):
+        done = cli("consistency", older, newer)
+        assert done.returncode == 1 and done.stdout.startswith("NOT a prefix: "), older.name
+        assert why in done.stdout
+
+
+def test_consistency_of_a_tampered_ledger_exits_1(grown: tuple[Path, Path]) -> None:
+    """A newer ledger that fails verification gives no proof: exit 1, the problem on stderr."""
+    old, _ = grown
+    done = cli("consistency", old, GOLDEN / "tampered-body.jsonl")
+    assert done.returncode == 1 and done.stdout == ""
+    assert "fails verification, no proof: line 3: content-hash" in done.stderr
+
+
+def test_consistency_usage_and_unreadable_exit_2(grown: tuple[Path, Path]) -> None:
+    """One argument, or a missing file: exit 2; the verb is in the help."""
+    old, _ = grown
+    assert cli("consistency", old).returncode == 2
+    missing = cli("consistency", old, old.parent / "missing.jsonl")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ")
+    assert "consistency" in cli("--help").stdout

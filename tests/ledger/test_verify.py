@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import LedgerWriter, ProblemKind, verify_ledger
+from ledger import LedgerWriter, ProblemKind, VerifyReport, verify_ledger
 from ledger.errors import LedgerFormatError
 from ledger.line import MAX_LINE, encode_line, sha256_hex
 from ledger.merkle import EMPTY_ROOT
@@ -20,6 +24,7 @@ from tests.ledger.helpers import FOOTER, HEADER, body, lines_of, write_ledger
 
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
+decoding = importlib.import_module("ledger.decode")  # the module; ledger.decode is its function
 
 
 def test_writer_reproduces_the_golden_ledger(tmp_path: Path) -> None:
@@ -285,10 +290,29 @@ def test_footer_count_must_be_an_integer(tmp_path: Path) -> None:
     assert [str(p.kind) for p in verify_ledger(path).problems] == ["footer-count"]
 
 
-def test_two_processes_report_exactly_what_one_does(tmp_path: Path) -> None:
-    """jobs=2 (record bodies checked in a second process) gives the very same report as
-    jobs=1, problem for problem and in the same order, on every golden defect and on a
-    ledger with non-canonical record bodies among other damage."""
+@contextmanager
+def general_checker_only() -> Iterator[None]:
+    """Every canonical-form check takes the general path (parse, re-encode, compare)."""
+    saved = decoding._FAST
+    decoding._FAST = False
+    try:
+        yield
+    finally:
+        decoding._FAST = saved
+
+
+def reports_agree(path: Path) -> VerifyReport:
+    """The single pass reports exactly what it reports with the general checker alone."""
+    fast = verify_ledger(path)
+    with general_checker_only():
+        general = verify_ledger(path)
+    assert fast == general, path.name
+    return fast
+
+
+def test_fast_check_reports_what_the_general_checker_does(tmp_path: Path) -> None:
+    """On every golden defect and on a ledger with non-canonical bodies among other damage,
+    the fast canonical-form check gives the very same report, problem for problem."""
     lines = (GOLDEN / "ok.jsonl").read_bytes().splitlines(keepends=True)
     mixed = list(lines)
     mixed[1] = mixed[1].replace(b'"agentId":', b'"agentId": ', 1)  # a space: not canonical
@@ -296,8 +320,65 @@ def test_two_processes_report_exactly_what_one_does(tmp_path: Path) -> None:
     mixed[3] = mixed[3].replace(b'"hash":"', b'"hash":"0', 1)  # unreadable envelope
     mixed.insert(5, lines[2])  # a copy
     (tmp_path / "mixed.jsonl").write_bytes(b"".join(mixed))
-    paths = [GOLDEN / f"{name}.jsonl" for name in sorted(EXPECTED)] + [tmp_path / "mixed.jsonl"]
-    for path in paths:
-        one, two = verify_ledger(path, jobs=1), verify_ledger(path, jobs=2)
-        assert two == one, path.name
-    assert "non-canonical" in {str(p.kind) for p in verify_ledger(paths[-1], jobs=2).problems}
+    for path in [GOLDEN / f"{name}.jsonl" for name in sorted(EXPECTED)]:
+        reports_agree(path)
+    kinds = [str(p.kind) for p in reports_agree(tmp_path / "mixed.jsonl").problems]
+    assert kinds.count("non-canonical") == 2
+
+
+EDITS = st.lists(
+    st.tuples(
+        st.integers(0, 10**6),
+        st.integers(0, 10**6),
+        st.sampled_from(["insert", "replace", "delete", "space", "number", "number"]),
+        st.sampled_from(b' \t"\\,:{}[]0123456789.+-eEabtrufnl\x00\xc3\xa9'),
+    ),
+    min_size=1,
+    max_size=3,
+)
+NUMBER = re.compile(rb"(?<=[:,\[])-?[0-9][0-9.]*")
+SUFFIXES = (b"0", b".0", b"e0", b"E+1", b"e-2")  # a digit more, or an exponent
+NUMBERS = (b"1e+16", b"5e-7", b"-0", b"1.0", b"-0.00")  # as orjson writes them, or odd ones
+
+
+def damage(line: bytes, at: int, edit: str, byte: int) -> bytes:
+    """One edit inside the body of a stored line (between {"body": and ,"hash":"): a byte
+    inserted, replaced or deleted, a space between tokens, or a number spelt otherwise."""
+    start, end = 8, line.rfind(b',"hash":"')
+    body = bytearray(line[start:end])
+    if edit == "space":  # after a separator or an opening bracket: still valid JSON
+        places = [i + 1 for i, c in enumerate(body) if c in b":,{["] or [0]
+        body.insert(places[at % len(places)], 0x20)
+    elif edit == "number":
+        numbers = [m.span() for m in NUMBER.finditer(body)] or [(0, 0)]
+        first, last = numbers[at % len(numbers)]
+        if byte % 2:
+            body[last:last] = SUFFIXES[byte % len(SUFFIXES)]
+        else:
+            body[first:last] = NUMBERS[byte % len(NUMBERS)]
+    else:
+        at %= len(body) + 1
+        if edit == "insert":
+            body.insert(at, byte)
+        elif at < len(body):
+            if edit == "replace":
+                body[at] = byte
+            else:
+                del body[at]
+    return line[:start] + bytes(body) + line[end:]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ledgers, EDITS)
+def test_fast_check_agrees_on_random_damage(spec: Any, edits: list[Any]) -> None:
+    """Random edits of the bodies of random ledgers (whitespace, digits, exponents, quotes):
+    the single pass reports the same problems as with the general checker alone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        lines = build(d, spec).splitlines(keepends=True)
+        for which, at, edit, byte in edits:
+            i = which % len(lines)
+            lines[i] = damage(lines[i], at, edit, byte)
+        path = d / "damaged.jsonl"
+        path.write_bytes(b"".join(lines))
+        reports_agree(path)
