@@ -424,8 +424,9 @@ def _unverified_option(parser: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from ceredis.cohort import CohortRefused, open_cohort
-    from ceredis.export import cohort_csv, write_private
+    from ceredis.export import check_writable, cohort_csv, write_private
 
+    check_writable(args.out)
     try:
         cohort = open_cohort(args.ledger, args.database, args.run, verify=not args.unverified)
     except CohortRefused as exc:
@@ -438,9 +439,10 @@ def _export(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from ceredis.cohort import CohortRefused, cohort_from_ledger
-    from ceredis.export import write_private
+    from ceredis.export import check_writable, write_private
     from ceredis.html_report import render_report
 
+    check_writable(args.html)
     try:
         cohort = cohort_from_ledger(args.ledger, verify=not args.unverified)
     except CohortRefused as exc:

@@ -9,6 +9,7 @@ refused if it fails, unless the caller opts out) or from a store's rows for one 
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal
 from os import PathLike
@@ -18,7 +19,8 @@ from typing import Any
 from ceredis.errors import CeredisError, ConfigError, ReplayError
 from ceredis.proofs import checkpoint_path
 from ceredis.referential import Referential, bundled_referential, parse_referential
-from ledger import decode, salvage_records, verify_ledger
+from ledger import salvage_records, verify_ledger
+from ledger.decode import parse
 
 __all__ = [
     "Cohort",
@@ -147,7 +149,8 @@ def cohort_from_store(url: str, run_id: str) -> Cohort:
         run = store.get_run(run_id)
         if run is None:
             raise ConfigError(f"run {run_id} is not in {spec.display}: check --run")
-        results = tuple(decode(row.result.encode("utf-8")) for row in store.iter_results(run_id))
+        with closing(store.iter_result_json(run_id)) as texts:
+            results = tuple(parse(text.encode("utf-8")) for text in texts)
     finally:
         store.close()
     referential = bundled_referential()

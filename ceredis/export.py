@@ -20,7 +20,7 @@ from ceredis.cohort import Cohort
 from ceredis.errors import ConfigError
 from ceredis.referential import Referential
 
-__all__ = ["FIELDS", "cohort_csv", "csv_header", "csv_row", "write_private"]
+__all__ = ["FIELDS", "check_writable", "cohort_csv", "csv_header", "csv_row", "write_private"]
 
 FIELDS = ("agentId", "status", "ceredisScore", "bandLevel", "cecrlLevel")
 BOM = "\ufeff"
@@ -56,6 +56,15 @@ def cohort_csv(cohort: Cohort, *, bom: bool = False) -> bytes:
     writer.writerow(csv_header(cohort.referential))
     writer.writerows(csv_row(result, cohort.referential) for result in cohort.results)
     return text.getvalue().encode("utf-8")
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output whose folder is missing now, not after a long verification."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ConfigError(f"cannot write {path}: the folder {folder} does not exist")
+    if Path(path).is_dir():
+        raise ConfigError(f"cannot write {path}: it is a folder; name a file")
 
 
 def write_private(path: Path, data: bytes) -> Path:
