@@ -200,7 +200,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 written, 1 the ledger fails verification, 2 unreadable ledger, "
         "unknown run or usage error.",
     )
-    export.add_argument("ledger", nargs="?", type=Path, metavar="LEDGER")
+    export.add_argument(
+        "ledger", nargs="?", type=Path, metavar="LEDGER", help="the run's ledger (.jsonl)"
+    )
     export.add_argument(
         "--database", metavar="URL", help="read the run's rows from this store (with --run)"
     )
@@ -220,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 written, 1 the ledger fails verification, 2 unreadable ledger "
         "or usage error.",
     )
-    report.add_argument("ledger", type=Path, metavar="LEDGER")
+    report.add_argument("ledger", type=Path, metavar="LEDGER", help="the run's ledger (.jsonl)")
     report.add_argument("--html", required=True, type=Path, metavar="FILE", help="the page")
     _unverified_option(report)
     report.set_defaults(handler=_report)

@@ -46,7 +46,7 @@ td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 @media print {
   body { font-size: 11pt; max-width: none; padding: 0; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-  h2 { break-after: avoid; } section, tr, .chart { break-inside: avoid; }
+  h2 { break-after: avoid; } tr, dl, .tiles, .chart { break-inside: avoid; }
   .chart { max-width: 17cm; }
 }
 """
@@ -246,7 +246,7 @@ def _failures(summary: CohortSummary) -> str:
     )
 
 
-_W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM = 640, 250, 46, 10, 24, 40
+_W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM = 640, 250, 46, 20, 24, 40
 
 
 def _bar_chart(
@@ -259,11 +259,11 @@ def _bar_chart(
 
     With *edges* (the last bin's upper bound) the labels name bin edges, not groups.
     """
-    top = _nice_top(max((v for _, _, values in series for v in values), default=0))
+    top, step = _nice_scale(max((v for _, _, values in series for v in values), default=0))
     width, height = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
     group = width / len(labels)
     bar = group * 0.8 / len(series)
-    out = [_svg_open(caption, _H), *_y_grid(top, height)]
+    out = [_svg_open(caption, _H), *_y_grid(top, step, height)]
     for i, label in enumerate(labels):
         x0 = _LEFT + i * group + group * 0.1
         for j, (name, classes, values) in enumerate(series):
@@ -302,9 +302,8 @@ def _svg_open(caption: str, height: int) -> str:
     )
 
 
-def _y_grid(top: int, height: int) -> list[str]:
+def _y_grid(top: int, step: int, height: int) -> list[str]:
     """Horizontal grid lines with their counts, and the x axis."""
-    step = top // 4 or 1
     lines = []
     for tick in range(0, top + 1, step):
         y = _TOP + height - tick / top * height
@@ -328,13 +327,14 @@ def _legend(series: Sequence[tuple[str, list[str], list[int]]]) -> list[str]:
     return out
 
 
-def _nice_top(value: int) -> int:
-    """The smallest of 4, 8, 20, 40, 80, 200, … (four grid steps of 1, 2, 5 × 10^k) ≥ value."""
+def _nice_scale(value: int) -> tuple[int, int]:
+    """(top, step) of a count axis: a step of 1, 2 or 5 × 10^k, at most four steps to top."""
     scale = 1
     while True:
-        for step in (1, 2, 5):
-            if 4 * step * scale >= value:
-                return 4 * step * scale
+        for unit in (1, 2, 5):
+            step = unit * scale
+            if 4 * step >= value:
+                return max(step, -(-value // step) * step), step
         scale *= 10
 
 

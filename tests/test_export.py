@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,6 +134,22 @@ def test_the_store_rows_of_the_run_give_the_same_file(run: CohortRun, exported: 
     assert done.returncode == 0, done.stderr
     assert "not verified" in done.stdout
     assert out.read_bytes() == exported
+
+
+def test_a_postgresql_runs_rows_give_the_same_file_as_its_ledger(run: CohortRun, pg_url, tmp_path):
+    ledger = tmp_path / "pg.jsonl"
+    batch = ceredis(
+        "batch", "--source", run.dir / "cohort.jsonl", "--file", run.dir / "cohort.agents.txt",
+        "--workers", 2, "--database", pg_url, "--ledger", ledger, "--quiet",
+    )  # fmt: skip
+    assert batch.returncode == 1, batch.stderr
+    run_id = json.loads(ledger.read_text("utf-8").splitlines()[0])["body"]["meta"]["runId"]
+    from_ledger, from_db = tmp_path / "ledger.csv", tmp_path / "db.csv"
+    assert ceredis("export", ledger, "--out", from_ledger).returncode == 0
+    done = ceredis("export", "--database", pg_url, "--run", run_id, "--out", from_db)
+    assert done.returncode == 0, done.stderr
+    assert from_db.read_bytes() == from_ledger.read_bytes()
+    assert len(parse(from_db.read_bytes())) == 1 + 303
 
 
 def test_an_existing_file_is_replaced_privately_and_atomically(run: CohortRun, exported, tmp_path):

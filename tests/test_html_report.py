@@ -186,7 +186,7 @@ def test_the_run_facts_and_checkpoint_are_shown(run: CohortRun, dom: Dom):
     assert checkpoint_path(run.ledger).read_text("utf-8") in facts
 
 
-def test_a_screenshot_of_the_page(
+def test_a_screenshot_of_the_page_and_a_printout(
     run: CohortRun, chromium: str, tmp_path: Path, record_property, capsys
 ):
     shot = tmp_path / "report.png"
@@ -200,6 +200,14 @@ def test_a_screenshot_of_the_page(
     assert taken.returncode == 0, taken.stderr
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 50_000
+    pdf = tmp_path / "report.pdf"
+    printed = browse(
+        chromium, tmp_path / "profile", "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
+        (run.dir / "report.html").as_uri(),
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    pages = re.search(rb"/Type /Pages.*?/Count (\d+)", pdf.read_bytes(), re.S)
+    assert pdf.read_bytes().startswith(b"%PDF") and int(pages.group(1)) >= 2
     record_property("screenshot", str(shot))
     with capsys.disabled():
         print(f"\nHTML report screenshot: {shot}")
