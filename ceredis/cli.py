@@ -435,7 +435,7 @@ def _export(args: argparse.Namespace) -> int:
         _refused(exc)
         return EXIT_FAILED
     out = write_private(args.out, cohort_csv(cohort, bom=args.bom))
-    _written(f"{len(cohort.results):,} learners", cohort.origin, cohort.verification, out)
+    _written(f"{len(cohort.learners):,} learners", cohort.origin, cohort.verification, out)
     return EXIT_OK
 
 

@@ -8,7 +8,9 @@ refused if it fails, unless the caller opts out) or from a store's rows for one 
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,7 +28,7 @@ __all__ = [
     "Cohort",
     "CohortRefused",
     "CohortSummary",
-    "Refusal",
+    "Learner",
     "cohort_from_ledger",
     "cohort_from_store",
     "open_cohort",
@@ -42,12 +44,56 @@ class CohortRefused(CeredisError):
 
 
 @dataclass(frozen=True)
+class Learner:
+    """What an export or a report needs of one §10 result; the rest stays in the ledger.
+
+    A parsed result holds ~18 kB (its competencies' reasons, the level checks): a
+    100,000-learner cohort is held as these instead.
+    """
+
+    agent_id: str
+    status: str
+    score: Decimal | None
+    band: str | None
+    level: str | None
+    domains: Mapping[str, Decimal]  # empty when not scored
+    competencies: Mapping[str, str]  # competency id -> status; empty when not scored
+    error: str | None
+    reasons: tuple[str, ...]  # every level refused on the way down, as the result says
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any]) -> Learner:
+        """Keep the fields a cohort shows (statuses interned: they repeat in every row)."""
+        return cls(
+            agent_id=str(result.get("agentId")),
+            status=sys.intern(str(result.get("status"))),
+            score=result.get("ceredisScore"),
+            band=result.get("bandLevel"),
+            level=result.get("cecrlLevel"),
+            domains=result.get("domainScores") or {},
+            competencies={
+                cid: sys.intern(str(c.get("status")))
+                for cid, c in (result.get("competencies") or {}).items()
+            },
+            error=result.get("error"),
+            reasons=tuple(
+                reason for step in result.get("levelDecision") or () for reason in step["reasons"]
+            ),
+        )
+
+    @property
+    def held(self) -> bool:
+        """Scored OK, and granted a level below the band its score reaches (strict rules)."""
+        return self.status == "OK" and self.level != self.band
+
+
+@dataclass(frozen=True)
 class Cohort:
-    """One run's §10 results in run order, the referential they were scored with, and facts."""
+    """One run's learners in run order, the referential they were scored with, and facts."""
 
     run_id: str | None
     referential: Referential
-    results: tuple[dict[str, Any], ...]
+    learners: tuple[Learner, ...]
     origin: str  # where the results were read from (a ledger path or a redacted URL)
     verification: str  # what was checked, in words
     started_at: str | None = None
@@ -97,7 +143,9 @@ def cohort_from_ledger(path: str | PathLike[str], *, verify: bool = True) -> Coh
     return Cohort(
         run_id=header.get("runId"),
         referential=referential,
-        results=tuple(r.body.get("result") or {} for r in salvage_records(path)),
+        learners=tuple(
+            Learner.from_result(r.body.get("result") or {}) for r in salvage_records(path)
+        ),
         origin=str(path),
         verification=verification,
         started_at=header.get("startedAt"),
@@ -150,7 +198,7 @@ def cohort_from_store(url: str, run_id: str) -> Cohort:
         if run is None:
             raise ConfigError(f"run {run_id} is not in {spec.display}: check --run")
         with closing(store.iter_result_json(run_id)) as texts:
-            results = tuple(parse(text.encode("utf-8")) for text in texts)
+            learners = tuple(Learner.from_result(parse(text.encode("utf-8"))) for text in texts)
     finally:
         store.close()
     referential = bundled_referential()
@@ -163,7 +211,7 @@ def cohort_from_store(url: str, run_id: str) -> Cohort:
     return Cohort(
         run_id=run_id,
         referential=referential,
-        results=results,
+        learners=learners,
         origin=spec.display,
         verification="database rows as stored, not verified: run `ceredis verify LEDGER "
         "--database URL` to check them against the run's ledger",
@@ -173,17 +221,6 @@ def cohort_from_store(url: str, run_id: str) -> Cohort:
         engine_version=run.engine_version,
         store=spec.display,
     )
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A learner the strict rules held below their band, with the result's reasons."""
-
-    agent_id: str
-    score: Decimal
-    band: str
-    granted: str
-    reasons: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -197,76 +234,55 @@ class CohortSummary:
     held: dict[str, int]  # OK learners per band held below it by the strict rules
     histogram: tuple[tuple[int, int, int], ...]  # (low, high, OK learners in [low, high))
     domains: dict[str, Decimal]  # mean domain score of the OK learners, two decimals
-    refusals: tuple[Refusal, ...]
-    failures: tuple[tuple[str, str], ...]  # (agentId, error) of every ERROR learner
+    refusals: tuple[Learner, ...]  # the held learners, in run order
+    failures: tuple[Learner, ...]  # every ERROR learner, in run order
 
 
 def summarize(cohort: Cohort) -> CohortSummary:
     """Count the cohort's statuses, levels, scores and domains (OK learners for levels)."""
-    scored = [r for r in cohort.results if r.get("status") == "OK"]
+    learners = cohort.learners
+    scored = [lr for lr in learners if lr.status == "OK"]
+    held = tuple(lr for lr in scored if lr.held)
     levels = tuple(band.level for band in cohort.referential.bands)
-    statuses = Counter(r.get("status") for r in cohort.results)
+    statuses = Counter(lr.status for lr in learners)
     return CohortSummary(
         statuses={
-            "learners": len(cohort.results),
+            "learners": len(learners),
             "ok": statuses["OK"],
             "skipped": statuses["SKIPPED"],
-            "failed": len(cohort.results) - statuses["OK"] - statuses["SKIPPED"],
+            "failed": len(learners) - statuses["OK"] - statuses["SKIPPED"],
         },
         levels=levels,
-        bands=_per_level(levels, (r["bandLevel"] for r in scored)),
-        granted=_per_level(levels, (r["cecrlLevel"] for r in scored)),
-        held=_per_level(levels, (r["bandLevel"] for r in scored if _held(r))),
+        bands=_per_level(levels, (lr.band for lr in scored)),
+        granted=_per_level(levels, (lr.level for lr in scored)),
+        held=_per_level(levels, (lr.band for lr in held)),
         histogram=_histogram(scored, int(cohort.referential.global_scale)),
         domains=_domain_means(scored, [d.id for d in cohort.referential.domains]),
-        refusals=tuple(_refusal(r) for r in scored if _held(r)),
-        failures=tuple(
-            (str(r.get("agentId")), str(r.get("error") or ""))
-            for r in cohort.results
-            if r.get("status") not in ("OK", "SKIPPED")
-        ),
+        refusals=held,
+        failures=tuple(lr for lr in learners if lr.status not in ("OK", "SKIPPED")),
     )
 
 
-def _per_level(levels: tuple[str, ...], values: Any) -> dict[str, int]:
+def _per_level(levels: tuple[str, ...], values: Iterable[str | None]) -> dict[str, int]:
     counted = Counter(values)
     return {level: counted[level] for level in levels}
 
 
-def _held(result: dict[str, Any]) -> bool:
-    return result["cecrlLevel"] != result["bandLevel"]
-
-
-def _refusal(result: dict[str, Any]) -> Refusal:
-    reasons = tuple(
-        reason for step in result.get("levelDecision") or () for reason in step["reasons"]
-    )
-    return Refusal(
-        str(result["agentId"]),
-        result["ceredisScore"],
-        result["bandLevel"],
-        result["cecrlLevel"],
-        reasons,
-    )
-
-
-def _histogram(scored: list[dict[str, Any]], scale: int) -> tuple[tuple[int, int, int], ...]:
+def _histogram(scored: list[Learner], scale: int) -> tuple[tuple[int, int, int], ...]:
     """Bins of HISTOGRAM_STEP over [0, scale]; the top score falls in the last bin."""
     bins = max(1, -(-scale // HISTOGRAM_STEP))
     counts = [0] * bins
-    for result in scored:
-        counts[min(bins - 1, int(result["ceredisScore"]) // HISTOGRAM_STEP)] += 1
+    for learner in scored:
+        counts[min(bins - 1, int(learner.score or 0) // HISTOGRAM_STEP)] += 1
     return tuple(
         (i * HISTOGRAM_STEP, min(scale, (i + 1) * HISTOGRAM_STEP), n) for i, n in enumerate(counts)
     )
 
 
-def _domain_means(scored: list[dict[str, Any]], domains: list[str]) -> dict[str, Decimal]:
+def _domain_means(scored: list[Learner], domains: list[str]) -> dict[str, Decimal]:
     if not scored:
         return {d: Decimal("0.00") for d in domains}
     return {
-        d: (sum(Decimal(r["domainScores"][d]) for r in scored) / len(scored)).quantize(
-            Decimal("0.01")
-        )
+        d: (sum(Decimal(lr.domains[d]) for lr in scored) / len(scored)).quantize(Decimal("0.01"))
         for d in domains
     }

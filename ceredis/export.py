@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ceredis.cohort import Cohort
+from ceredis.cohort import Cohort, Learner
 from ceredis.errors import ConfigError
 from ceredis.referential import Referential
 
@@ -31,15 +31,15 @@ def csv_header(referential: Referential) -> list[str]:
     return [*FIELDS, *(d.id for d in referential.domains), *referential.competencies, "error"]
 
 
-def csv_row(result: dict[str, Any], referential: Referential) -> list[str]:
+def csv_row(learner: Learner, referential: Referential) -> list[str]:
     """One learner's cells, in :func:`csv_header`'s order (scores as recorded: ``60.75``)."""
-    domains = result.get("domainScores") or {}
-    competencies = result.get("competencies") or {}
     return [
-        *(_cell(result.get(name)) for name in FIELDS),
-        *(_cell(domains.get(d.id)) for d in referential.domains),
-        *(_cell((competencies.get(cid) or {}).get("status")) for cid in referential.competencies),
-        _cell(result.get("error")),
+        learner.agent_id,
+        learner.status,
+        *map(_cell, (learner.score, learner.band, learner.level)),
+        *(_cell(learner.domains.get(d.id)) for d in referential.domains),
+        *(_cell(learner.competencies.get(cid)) for cid in referential.competencies),
+        _cell(learner.error),
     ]
 
 
@@ -54,7 +54,7 @@ def cohort_csv(cohort: Cohort, *, bom: bool = False) -> bytes:
         text.write(BOM)
     writer = csv.writer(text, lineterminator="\r\n")
     writer.writerow(csv_header(cohort.referential))
-    writer.writerows(csv_row(result, cohort.referential) for result in cohort.results)
+    writer.writerows(csv_row(learner, cohort.referential) for learner in cohort.learners)
     return text.getvalue().encode("utf-8")
 
 

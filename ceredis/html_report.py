@@ -214,8 +214,8 @@ def _rules_text(rules: Iterable[tuple[str, int]]) -> str:
 
 def _refusals(summary: CohortSummary) -> str:
     rows = "".join(
-        f"<tr><td>{escape(r.agent_id)}</td><td class='n'>{r.score}</td><td>{escape(r.band)}"
-        f"</td><td>{escape(r.granted)}</td><td>{escape('; '.join(r.reasons))}</td></tr>"
+        f"<tr><td>{escape(r.agent_id)}</td><td class='n'>{r.score}</td><td>{escape(str(r.band))}"
+        f"</td><td>{escape(str(r.level))}</td><td>{escape('; '.join(r.reasons))}</td></tr>"
         for r in summary.refusals
     )
     table = (
@@ -232,8 +232,8 @@ def _refusals(summary: CohortSummary) -> str:
 
 def _failures(summary: CohortSummary) -> str:
     rows = "".join(
-        f"<tr><td>{escape(agent)}</td><td>{escape(error)}</td></tr>"
-        for agent, error in summary.failures
+        f"<tr><td>{escape(f.agent_id)}</td><td>{escape(f.error or '')}</td></tr>"
+        for f in summary.failures
     )
     table = (
         f"<table><tr><th>learner</th><th>error</th></tr>{rows}</table>"
