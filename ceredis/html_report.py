@@ -115,7 +115,8 @@ def _facts(cohort: Cohort, summary: CohortSummary) -> str:
         if v is not None
     )
     checkpoint = (
-        f"<pre id='checkpoint'>{escape(cohort.checkpoint)}</pre>"
+        f"<pre id='checkpoint'>{escape(cohort.checkpoint)}</pre><span class='note'>its "
+        "signature is not checked here: `ceredis check-proof --key` checks it</span>"
         if cohort.checkpoint
         else "<span id='checkpoint'>none beside the ledger (the run was not signed)</span>"
     )
