@@ -190,6 +190,42 @@ def _parser() -> argparse.ArgumentParser:
     check_proof.add_argument("--key", type=Path, metavar="PUBFILE", help="the verifier key")
     check_proof.add_argument("--root", metavar="HEX", help="the published resultsRoot")
     check_proof.set_defaults(handler=_check_proof)
+
+    export = commands.add_parser(
+        "export",
+        help="write a run's per-learner results as CSV (from a verified ledger or a store)",
+        description="One row per learner: agentId, status, ceredisScore, bandLevel, "
+        "cecrlLevel, D1…D5, one column per competency status, error (RFC 4180, UTF-8). "
+        "A ledger is verified first (integrity and replay) and refused if it fails.",
+        epilog="Exit codes: 0 written, 1 the ledger fails verification, 2 unreadable ledger, "
+        "unknown run or usage error.",
+    )
+    export.add_argument(
+        "ledger", nargs="?", type=Path, metavar="LEDGER", help="the run's ledger (.jsonl)"
+    )
+    export.add_argument(
+        "--database", metavar="URL", help="read the run's rows from this store (with --run)"
+    )
+    export.add_argument("--run", metavar="ID", help="the run id, with --database")
+    export.add_argument("--format", choices=["csv"], default="csv", help="csv (the default)")
+    export.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file")
+    export.add_argument("--bom", action="store_true", help="start with a UTF-8 BOM (Excel)")
+    _unverified_option(export)
+    export.set_defaults(handler=_export)
+
+    report = commands.add_parser(
+        "report",
+        help="write a self-contained HTML cohort report of a verified ledger",
+        description="One page with no external resources: the run's facts, granted levels "
+        "against bands, a histogram of global scores, average domain scores, the strict-rule "
+        "refusals and the failed learners. The ledger is verified first.",
+        epilog="Exit codes: 0 written, 1 the ledger fails verification, 2 unreadable ledger "
+        "or usage error.",
+    )
+    report.add_argument("ledger", type=Path, metavar="LEDGER", help="the run's ledger (.jsonl)")
+    report.add_argument("--html", required=True, type=Path, metavar="FILE", help="the page")
+    _unverified_option(report)
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -378,4 +414,49 @@ def _check_proof(args: argparse.Namespace) -> int:
 def _refused(exc: Exception) -> None:
     Console(stderr=True).print(
         Text.assemble(("refused: ", "bold red"), str(exc)), highlight=False, soft_wrap=True
+    )
+
+
+def _unverified_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--unverified",
+        action="store_true",
+        help="use a ledger that fails verification anyway (the output says so)",
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ceredis.cohort import CohortRefused, open_cohort
+    from ceredis.export import check_writable, cohort_csv, write_private
+
+    check_writable(args.out)
+    try:
+        cohort = open_cohort(args.ledger, args.database, args.run, verify=not args.unverified)
+    except CohortRefused as exc:
+        _refused(exc)
+        return EXIT_FAILED
+    out = write_private(args.out, cohort_csv(cohort, bom=args.bom))
+    _written(f"{len(cohort.learners):,} learners", cohort.origin, cohort.verification, out)
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ceredis.cohort import CohortRefused, cohort_from_ledger
+    from ceredis.export import check_writable, write_private
+    from ceredis.html_report import render_report
+
+    check_writable(args.html)
+    try:
+        cohort = cohort_from_ledger(args.ledger, verify=not args.unverified)
+    except CohortRefused as exc:
+        _refused(exc)
+        return EXIT_FAILED
+    out = write_private(args.html, render_report(cohort).encode("utf-8"))
+    _written("the cohort report", cohort.origin, cohort.verification, out)
+    return EXIT_OK
+
+
+def _written(what: str, origin: str, verification: str, out: Path) -> None:
+    Console().print(
+        f"wrote {what} of {origin} ({verification}) to {out}", highlight=False, soft_wrap=True
     )

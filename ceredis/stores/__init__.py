@@ -102,6 +102,10 @@ class ResultStore(Protocol):
         """The run's rows, ordered by position."""
         ...
 
+    def iter_result_json(self, run_id: str) -> Iterator[str]:
+        """The run's whole result objects (JSON text), ordered by position."""
+        ...
+
     def close(self) -> None: ...
 
 

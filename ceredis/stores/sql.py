@@ -263,6 +263,13 @@ class SqlStore:
             score = row[4]
             yield StoredResult(*row[:4], Decimal(score) if score is not None else None, *row[5:])
 
+    def iter_result_json(self, run_id: str) -> Iterator[str]:
+        """Each row's whole result object as JSON text, numbers exact, ordered by position."""
+        column = "result::text" if self.dialect == "postgresql" else "result"
+        sql = f"SELECT {column} FROM ceredis_result WHERE run_id = {self.p} ORDER BY position"
+        for (text,) in self._stream(sql, (run_id,)):
+            yield text
+
 
 def _run_params(run: RunRow) -> tuple[Any, ...]:
     return (
