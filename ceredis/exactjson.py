@@ -44,6 +44,13 @@ class JSONError(CeredisError, ValueError):
         super().__init__(reason, offset)
         self.reason, self.offset = reason, offset
 
+    def line_column(self, text: str) -> str:
+        """Where the error is in *text*, as ``line L column C`` (both from 1)."""
+        before = text.encode("utf-8", "surrogatepass")[: self.offset or 0]
+        line = before.count(b"\n") + 1
+        column = len(before.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")) + 1
+        return f"line {line} column {column}"
+
     def __str__(self) -> str:
         return self.reason if self.offset is None else f"{self.reason} at byte {self.offset}"
 
