@@ -166,7 +166,7 @@ def _check(
     elif problem := id_problem("agentId", agent):
         errors.append(problem)
     elif agent != agent_id:
-        errors.append(f"agentId {agent!r} is not this learner ({agent_id!r})")
+        errors.append(f"agentId {_show(agent)} is not this learner ({_show(agent_id)})")
 
     competency = None
     ref = fields.get("competencyId")
@@ -176,7 +176,7 @@ def _check(
         competency = referential.resolve_competency(ref)
         if competency is None:
             errors.append(
-                f"unknown competency {ref!r} (not an X.Y id, CaSS uuid or CaSS URL of "
+                f"unknown competency {_show(ref)} (not an X.Y id, CaSS uuid or CaSS URL of "
                 f"referential {referential.id})"
             )
 
@@ -224,7 +224,7 @@ def _raw_score(fields: Mapping[str, Any]) -> tuple[Decimal | None, str | None]:
     if isinstance(value, dict) and set(value) == {"$number"}:
         return None, f"rawScore must be a finite number, found {value['$number']}"
     if isinstance(value, str):
-        return None, f"rawScore must be a number, found the string {value!r}"
+        return None, f"rawScore must be a number, found the string {_show(value)}"
     if not isinstance(value, int | Decimal):
         return None, f"rawScore must be a number, found {_show(value)}"
     try:
@@ -245,13 +245,13 @@ def _timestamp(value: Any) -> tuple[str | None, str | None]:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        return None, f"timestamp {value!r} is not ISO-8601"
+        return None, f"timestamp {_show(value)} is not ISO-8601"
     if moment.tzinfo is None or moment.utcoffset() is None:
-        return None, f"timestamp {value!r} has no UTC offset"
+        return None, f"timestamp {_show(value)} has no UTC offset"
     try:
         utc = moment.astimezone(UTC)
     except OverflowError:
-        return None, f"timestamp {value!r} is outside the years 1–9999 in UTC"
+        return None, f"timestamp {_show(value)} is outside the years 1–9999 in UTC"
     text = utc.strftime("%Y-%m-%dT%H:%M:%S")
     if utc.microsecond:
         text += f".{utc.microsecond:06d}".rstrip("0")
