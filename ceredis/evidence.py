@@ -224,7 +224,8 @@ def _raw_score(fields: Mapping[str, Any]) -> tuple[Decimal | None, str | None]:
     if isinstance(value, dict) and set(value) == {"$number"}:
         return None, f"rawScore must be a finite number, found {value['$number']}"
     if isinstance(value, str):
-        return None, f"rawScore must be a number, found the string {_show(value)}"
+        found = f"the string {_show(value)}" if value else _show(value)
+        return None, f"rawScore must be a number, found {found}"
     if not isinstance(value, int | Decimal):
         return None, f"rawScore must be a number, found {_show(value)}"
     try:
