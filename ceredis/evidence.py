@@ -181,7 +181,7 @@ def _check(
             )
 
     etype = fields.get("evidenceType")
-    if etype not in referential.evidence_types:
+    if not isinstance(etype, str) or etype not in referential.evidence_types:
         known = ", ".join(referential.evidence_types)
         errors.append(f"unknown evidenceType {_show(etype)} (expected one of {known})")
 

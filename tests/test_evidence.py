@@ -42,6 +42,8 @@ def error_of(referential, records: list[dict]) -> str:
             {"evidenceType": "P5"},
             "evidence bad (line 2): unknown evidenceType 'P5' (expected one of P1, P2, P3, P4)",
         ),
+        ({"evidenceType": {"a": 1}}, "unknown evidenceType an object (expected one of P1, P2"),
+        ({"evidenceType": ["P1"]}, "unknown evidenceType an array (expected one of P1, P2"),
         ({"competencyId": "9.9"}, "evidence bad (line 2): unknown competency '9.9'"),
         ({"competencyId": ""}, "evidence bad (line 2): competencyId must be a non-empty string"),
         (
