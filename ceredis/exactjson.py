@@ -195,6 +195,8 @@ def _bound_depth(text: str, mark: bool) -> str:
             continue
         if token in "[{":
             opens.append(match.start())
+            if start >= 0:
+                continue
             if len(opens) == MAX_DEPTH + 1 and start < 0:
                 if not mark:
                     raise JSONError(_deep(), _byte(text, match.start()))

@@ -206,6 +206,9 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
     try:
         db = sqlite3.connect(temp)
         try:
+            # A private temporary file: no journal, no sync until it is complete (below).
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
             db.execute("CREATE TABLE evidence (agent_id TEXT, line INTEGER, fields TEXT)")
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
             rows = []
@@ -232,6 +235,8 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
                 f"read, so no learner is scored from this file:\n  {shown}"
                 + (f"\n  … and {more} more" if more > 0 else "")
             )
+        with open(temp, "rb") as done:
+            os.fsync(done.fileno())
         os.replace(temp, target)
     finally:
         if os.path.exists(temp):
