@@ -3,13 +3,17 @@
 Each command parses its options, makes one library call, renders the answer with rich
 and returns an exit code. Exit codes: 0 success; 1 the work was done and found
 failures (a learner in ERROR, a ledger mismatch, an invalid referential); 2 usage or
-configuration error (nothing was done); 130 interrupted.
+configuration error (nothing was done); 70 internal error (a bug: one line on stderr, the
+traceback in a private file under the cache directory); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +27,7 @@ from ledger.errors import LedgerError
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,6 +46,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print(Text("interrupted", style="bold red"))
         return EXIT_INTERRUPTED
+    except Exception as exc:  # the boundary: a bug becomes one line, never a traceback
+        details = _save_traceback(exc)
+        err.print(
+            Text.assemble(
+                ("internal error: ", "bold red"),
+                f"{type(exc).__name__}: {_first_line(exc)} — this is a bug; {details}",
+            ),
+            soft_wrap=True,
+        )
+        return EXIT_INTERNAL
+
+
+def _save_traceback(exc: Exception) -> str:
+    """Write *exc*'s traceback to a private (0600) file in the cache directory."""
+    from ceredis.config import cache_dir
+
+    text = "".join(traceback.format_exception(exc))
+    try:
+        folder = cache_dir() / "errors"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix="internal-error-", suffix=".txt", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+            f.write(text)
+    except (OSError, CeredisError) as saving:
+        return f"the details could not be saved ({saving})"
+    return f"details in {path}"
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).splitlines()
+    text = lines[0] if lines else ""
+    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -9,15 +9,17 @@ checks every rule and returns normalised :class:`Evidence` or every problem foun
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ceredis.exactjson import unreadable
 from ceredis.referential import Referential
 
-__all__ = ["FIELDS", "Evidence", "RawEvidence", "submitted", "validate"]
+__all__ = ["FIELDS", "OPTIONAL", "Evidence", "RawEvidence", "id_problem", "submitted", "validate"]
 
 #: The fields of an evidence record, in the order messages list them.
 FIELDS = (
@@ -30,8 +32,13 @@ FIELDS = (
     "context",
     "validator",
 )
-_OPTIONAL = ("context", "validator")
+#: The fields a record may omit.
+OPTIONAL = ("context", "validator")
+#: Unicode categories an id may not hold: controls (C0, C1, DEL), invisible format
+#: characters and line or paragraph separators.
+_NOT_IN_IDS = ("Cc", "Cf", "Zl", "Zp")
 _MAX_SAFE = 2**53 - 1
+_SHOWN = 80  # the longest text quoted whole in a message
 
 
 @dataclass(frozen=True)
@@ -144,16 +151,22 @@ def validate(
 def _check(
     agent_id: str, fields: Mapping[str, Any], referential: Referential
 ) -> tuple[Evidence | None, list[str]]:
-    errors: list[str] = []
+    errors = [f"{name} holds {why}" for name, v in fields.items() if (why := unreadable(v))]
+    if errors:
+        return None, errors
     eid = fields.get("evidenceId")
     if not _text(eid):
         errors.append(f"evidenceId must be a non-empty string, found {_show(eid)}")
+    elif problem := id_problem("evidenceId", eid):
+        errors.append(problem)
 
     agent = fields.get("agentId")
     if not _text(agent):
         errors.append(f"agentId must be a non-empty string, found {_show(agent)}")
+    elif problem := id_problem("agentId", agent):
+        errors.append(problem)
     elif agent != agent_id:
-        errors.append(f"agentId {agent!r} is not this learner ({agent_id!r})")
+        errors.append(f"agentId {_show(agent)} is not this learner ({_show(agent_id)})")
 
     competency = None
     ref = fields.get("competencyId")
@@ -163,12 +176,12 @@ def _check(
         competency = referential.resolve_competency(ref)
         if competency is None:
             errors.append(
-                f"unknown competency {ref!r} (not an X.Y id, CaSS uuid or CaSS URL of "
+                f"unknown competency {_show(ref)} (not an X.Y id, CaSS uuid or CaSS URL of "
                 f"referential {referential.id})"
             )
 
     etype = fields.get("evidenceType")
-    if etype not in referential.evidence_types:
+    if not isinstance(etype, str) or etype not in referential.evidence_types:
         known = ", ".join(referential.evidence_types)
         errors.append(f"unknown evidenceType {_show(etype)} (expected one of {known})")
 
@@ -181,7 +194,7 @@ def _check(
         errors.append(time_error)
 
     optional: dict[str, str | None] = {}
-    for name in _OPTIONAL:
+    for name in OPTIONAL:
         value = fields.get(name)
         if value is not None and not isinstance(value, str):
             errors.append(f"{name} must be a string when present, found {_show(value)}")
@@ -194,6 +207,14 @@ def _check(
     )
 
 
+def id_problem(name: str, value: str) -> str | None:
+    """Why *value* cannot be an id (a control or invisible character), or ``None``."""
+    for char in value:
+        if unicodedata.category(char) in _NOT_IN_IDS:
+            return f"{name} {_show(value)} holds the control character U+{ord(char):04X}"
+    return None
+
+
 def _raw_score(fields: Mapping[str, Any]) -> tuple[Decimal | None, str | None]:
     if "rawScore" not in fields or fields["rawScore"] is None:
         return None, "rawScore is missing (no evidence without a raw score)"
@@ -203,7 +224,8 @@ def _raw_score(fields: Mapping[str, Any]) -> tuple[Decimal | None, str | None]:
     if isinstance(value, dict) and set(value) == {"$number"}:
         return None, f"rawScore must be a finite number, found {value['$number']}"
     if isinstance(value, str):
-        return None, f"rawScore must be a number, found the string {value!r}"
+        found = f"the string {_show(value)}" if value else _show(value)
+        return None, f"rawScore must be a number, found {found}"
     if not isinstance(value, int | Decimal):
         return None, f"rawScore must be a number, found {_show(value)}"
     try:
@@ -224,10 +246,13 @@ def _timestamp(value: Any) -> tuple[str | None, str | None]:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        return None, f"timestamp {value!r} is not ISO-8601"
+        return None, f"timestamp {_show(value)} is not ISO-8601"
     if moment.tzinfo is None or moment.utcoffset() is None:
-        return None, f"timestamp {value!r} has no UTC offset"
-    utc = moment.astimezone(UTC)
+        return None, f"timestamp {_show(value)} has no UTC offset"
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        return None, f"timestamp {_show(value)} is outside the years 1–9999 in UTC"
     text = utc.strftime("%Y-%m-%dT%H:%M:%S")
     if utc.microsecond:
         text += f".{utc.microsecond:06d}".rstrip("0")
@@ -254,6 +279,8 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, str):
+        if len(value) > _SHOWN:
+            return f"{value[:_SHOWN]!r}… ({len(value):,} characters)"
         return repr(value) if value else "an empty string"
     if isinstance(value, Decimal):
         return f"{value:f}"

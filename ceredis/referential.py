@@ -9,7 +9,6 @@ Its hash is the SHA-256 of its canonical bytes (``ledger.canonical``).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ceredis.errors import ReferentialError
+from ceredis.exactjson import JSONError, loads
 from ledger.canonical import canonical_hash
 
 __all__ = [
@@ -165,20 +165,11 @@ def load_referential(path: str | Path | None = None) -> Referential:
 
 
 def _parse_json(text: str, where: str) -> Any:
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in seen:
-                raise ReferentialError(f"{where}: key {key!r} appears twice in one object")
-            seen[key] = value
-        return seen
-
     try:
-        return json.loads(text, parse_float=Decimal, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise ReferentialError(
-            f"{where}: not valid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
-        ) from None
+        return loads(text)
+    except JSONError as exc:
+        place = "" if exc.offset is None else f" at {exc.line_column(text)}"
+        raise ReferentialError(f"{where}: {exc.reason}{place}") from None
 
 
 def parse_referential(document: Any, where: str = "referential") -> Referential:

@@ -42,6 +42,8 @@ def error_of(referential, records: list[dict]) -> str:
             {"evidenceType": "P5"},
             "evidence bad (line 2): unknown evidenceType 'P5' (expected one of P1, P2, P3, P4)",
         ),
+        ({"evidenceType": {"a": 1}}, "unknown evidenceType an object (expected one of P1, P2"),
+        ({"evidenceType": ["P1"]}, "unknown evidenceType an array (expected one of P1, P2"),
         ({"competencyId": "9.9"}, "evidence bad (line 2): unknown competency '9.9'"),
         ({"competencyId": ""}, "evidence bad (line 2): competencyId must be a non-empty string"),
         (
@@ -56,6 +58,30 @@ def error_of(referential, records: list[dict]) -> str:
         ({"timestamp": "2026-10-01T09:30:00"}, "timestamp '2026-10-01T09:30:00' has no UTC offset"),
         ({"timestamp": "yesterday"}, "timestamp 'yesterday' is not ISO-8601"),
         ({"context": 3}, "context must be a string when present, found 3"),
+        ({"evidenceId": "a\nb"}, "evidenceId 'a\\nb' holds the control character U+000A"),
+        ({"evidenceId": "a\x00"}, "evidenceId 'a\\x00' holds the control character U+0000"),
+        ({"evidenceId": "a\x7f"}, "evidenceId 'a\\x7f' holds the control character U+007F"),
+        ({"evidenceId": "a\x85"}, "evidenceId 'a\\x85' holds the control character U+0085"),
+        ({"evidenceId": "a\u2028"}, "holds the control character U+2028"),
+        ({"agentId": "L1\x1b"}, "agentId 'L1\\x1b' holds the control character U+001B"),
+        (
+            {"timestamp": "0001-01-01T00:00:00+14:00"},
+            "timestamp '0001-01-01T00:00:00+14:00' is outside the years 1–9999 in UTC",
+        ),
+        (
+            {"timestamp": "9999-12-31T23:59:59-14:00"},
+            "timestamp '9999-12-31T23:59:59-14:00' is outside the years 1–9999 in UTC",
+        ),
+        (
+            {"rawScore": {"$unreadable": "a number of 5,000 digits (at most 100 are read)"}},
+            "evidence bad (line 2): rawScore holds a number of 5,000 digits (at most 100 are read)",
+        ),
+        (
+            {"context": [[{"$unreadable": "arrays or objects nested deeper than 100 levels"}]]},
+            "evidence bad (line 2): context holds arrays or objects nested deeper than 100 levels",
+        ),
+        ({"evidenceId": "x" * 10_000, "rawScore": 101}, "evidence xxxx"),
+        ({"competencyId": "y" * 10_000}, "unknown competency 'yyyyy"),
     ],
 )
 def test_each_invalid_class_has_its_message(referential, change, message):
@@ -63,7 +89,9 @@ def test_each_invalid_class_has_its_message(referential, change, message):
     bad = {**record("5.1", "P2", 50, eid="bad"), **change}
     if change.get("rawScore", 0) is None:
         del bad["rawScore"]
-    assert message in error_of(referential, [bad])
+    text = error_of(referential, [bad])
+    assert message in text
+    assert len(text) < 2_000 + len(str(bad["evidenceId"] or ""))  # long values are cut
 
 
 def test_conflicting_duplicate_is_an_error_naming_both_places(referential):

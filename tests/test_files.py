@@ -97,17 +97,142 @@ def test_unattributable_lines_stop_the_run_before_any_work(tmp_path):
         prepare_source(str(path))
     message = str(caught.value)
     assert "3 lines cannot be read, so no learner is scored from this file" in message
-    assert "line 2: not valid JSON" in message
+    assert "line 2 (byte 141): not valid JSON (Expecting property name enclosed in" in message
     assert "line 3: expected a JSON object, found list" in message
     assert "line 4: no agentId, so the record cannot be attributed to a learner" in message
 
 
-def test_csv_header_is_checked(tmp_path):
-    """A CSV without the key columns is refused, naming them."""
-    path = tmp_path / "e.csv"
-    path.write_text("id,score\n1,2\n")
-    with pytest.raises(EvidenceFileError, match="lacks columns evidenceId, agentId, rawScore"):
+VALID = (
+    '{"evidenceId":"a","agentId":"L1","competencyId":"5.1","evidenceType":"P2",'
+    '"rawScore":50,"timestamp":"2026-10-01T09:30:00Z"}'
+)
+
+
+def refusal(tmp_path, data: bytes, suffix: str = ".jsonl") -> str:
+    """The message of the file error a file with *data* gives (exit 2 at the CLI)."""
+    path = tmp_path / f"e{suffix}"
+    path.write_bytes(data)
+    with pytest.raises(EvidenceFileError) as caught:
         prepare_source(str(path))
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            VALID.encode() + b"\n" + VALID.replace("a", "\xe9").encode("latin-1"),
+            "line 2 (byte 139): invalid UTF-8 byte 0xe9; the file must be UTF-8",
+        ),
+        (
+            b"\n\n" + VALID.encode()[:20] + b"\xff" + b"\n",
+            "line 3 (byte 22): invalid UTF-8 byte 0xff",
+        ),
+        (
+            VALID.encode() + b"\n\xef\xbb\xbf" + VALID.encode(),
+            "line 2 (byte 124): a byte-order mark",
+        ),
+        (
+            VALID.replace('"a"', '"a\x00"').encode(),
+            "line 1 (byte 16): not valid JSON (Invalid control",
+        ),
+        (VALID[:-1].encode() + b',"agentId":"L2"}', "line 1: the key 'agentId' appears twice"),
+        (VALID[:-1].encode() + b',"rawScore":100}', "line 1: the key 'rawScore' appears twice"),
+        (VALID[:40].encode(), "line 1 (byte 33): not valid JSON (Unterminated string"),
+        (VALID.replace('"L1"', '"L1\\u0000"').encode(), "agentId 'L1\\x00' holds the control"),
+        (VALID.replace('"L1"', '"L1\\n"').encode(), "holds the control character U+000A"),
+        (VALID.replace('"a"', '"\\ud800"').encode(), "line 1: $.evidenceId: a lone surrogate"),
+        (VALID.replace("50", "[" * 5000).encode(), "line 1 (byte 184): arrays or objects nested"),
+        (b"\x1c\n" + VALID.encode(), "line 1 (byte 0): not valid JSON (Expecting value)"),
+    ],
+    ids=[
+        "latin1",
+        "byte",
+        "bom",
+        "nul",
+        "dup-agent",
+        "dup-score",
+        "truncated",
+        "nul-id",
+        "newline-id",
+        "surrogate",
+        "deep-open",
+        "file-separator",
+    ],
+)
+def test_undecodable_lines_are_named_with_line_and_byte(tmp_path, data, message):
+    """Invalid UTF-8, a stray BOM, NUL, duplicate keys: the file is refused, naming where."""
+    text = refusal(tmp_path, data)
+    assert "so no learner is scored from this file" in text
+    assert message in text
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"])
+def test_line_ends_and_a_leading_bom_are_read(tmp_path, ending):
+    """LF, CRLF and CR all end lines, and a BOM opening the file is skipped."""
+    second = VALID.replace('"a"', '"b"').replace("50", "70")
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + VALID.encode() + ending + second.encode() + ending)
+    records = prepare_source(str(path)).open().fetch("L1")
+    assert [(r.where, r.fields["rawScore"]) for r in records] == [("line 1", 50), ("line 2", 70)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("9" * 5000, "rawScore holds a number of 5,000 digits (at most 100 are read)"),
+        ("1e999999999", "rawScore holds a number of 1,000,000,000 digits"),
+        ("[" * 1000 + "]" * 1000, "rawScore holds arrays or objects nested deeper than 100"),
+    ],
+)
+def test_huge_or_deep_values_are_invalid_records(tmp_path, referential, raw, message):
+    """A number too long or a value too deep makes the record invalid, naming the field."""
+    path = write_jsonl(tmp_path / "e.jsonl", [], [VALID.replace("50", raw)])
+    result = evaluate("L1", prepare_source(str(path)).open().fetch("L1"), referential)
+    assert result["status"] == "ERROR"
+    assert f"evidence a (line 1): {message}" in result["error"]
+
+
+def test_huge_number_in_a_csv_is_an_invalid_record(tmp_path, referential):
+    """The CSV reader applies the same number limits."""
+    rows = [record("5.1", "P2", "9" * 5000, eid="b")]
+    source = prepare_source(str(write_csv(tmp_path / "e.csv", rows))).open()
+    result = evaluate("L1", source.fetch("L1"), referential)
+    assert "evidence b (line 2): rawScore holds a number of 5,000 digits" in result["error"]
+
+
+def test_csv_header_is_checked(tmp_path):
+    """A CSV without the required columns is one error listing the expected header."""
+    message = refusal(tmp_path, b"id,score\n1,2\n", ".csv")
+    assert "lacks the columns evidenceId, agentId, competencyId, evidenceType, rawScore" in message
+    assert "expected the header evidenceId,agentId,competencyId,evidenceType," in message
+
+
+def test_csv_without_timestamp_is_one_header_error(tmp_path):
+    """A missing timestamp column refuses the file instead of failing every learner."""
+    header = ",".join(f for f in FIELDS if f != "timestamp")
+    message = refusal(tmp_path, f"{header}\na,L1,5.1,P2,50,,\n".encode(), ".csv")
+    assert "the CSV header lacks the column timestamp; expected the header" in message
+
+
+def test_csv_duplicate_column_is_an_error(tmp_path):
+    """A doubled column would silently pick one of two values: refused, naming it."""
+    header = ",".join([*FIELDS, "agentId"])
+    message = refusal(tmp_path, f"{header}\na,L1,5.1,P2,50,{TS},,,L2\n".encode(), ".csv")
+    assert "the CSV header has the column agentId twice" in message
+
+
+def test_csv_undecodable_row_and_control_character_agent(tmp_path):
+    """A CSV row with invalid UTF-8, or an agentId with NUL, is named with its line."""
+    header = ",".join(FIELDS).encode()
+    row = f"a,L1,5.1,P2,50,{TS},,".encode()
+    message = refusal(tmp_path, header + b"\r\n" + row + b"\r\nb,L1,5.1,P2,\xe9,", ".csv")
+    assert f"line 3 (byte {len(header) + len(row) + 16}): invalid UTF-8 byte 0xe9" in message
+    message = refusal(tmp_path, header + b"\n" + row.replace(b"L1", b"L1\x00"), ".csv")
+    assert "line 2: agentId 'L1\\x00' holds the control character U+0000" in message
+
+
+TS = "2026-10-01T09:30:00Z"
 
 
 @pytest.mark.parametrize(

@@ -222,7 +222,10 @@ def test_every_problem_is_reported_at_once(referential):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("{", "not valid JSON at line 1 column 2"),
+        (
+            "{",
+            "not valid JSON (Expecting property name enclosed in double quotes) at line 1 column 2",
+        ),
         ('{"id": 1, "id": 2}', "key 'id' appears twice"),
         ("[]", "$: expected an object, found an empty array"),
     ],

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
-import json
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ceredis.config import cache_dir
 from ceredis.errors import EvidenceFileError, SourceError
-from ceredis.evidence import FIELDS, RawEvidence, submitted
+from ceredis.evidence import FIELDS, OPTIONAL, RawEvidence, id_problem, submitted
+from ceredis.exactjson import JSONError, loads, utf8_text
+from ceredis.exactjson import number as number_of
 from ledger.canonical import canonical
 
 __all__ = [
@@ -39,8 +39,10 @@ __all__ = [
 ]
 
 BUNDLED_URI = "bundled:"
-_INDEX_VERSION = "1"
+_INDEX_VERSION = "2"
 _MAX_REPORTED = 20
+_BOM = b"\xef\xbb\xbf"
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
 
 
 def bundled_cohort() -> Path:
@@ -54,7 +56,10 @@ def bundled_roster() -> Path:
 
 
 def read_evidence_file(path: Path) -> Iterator[tuple[int, str | None, RawEvidence | str]]:
-    """Yield ``(line, agentId, record)`` per record, or ``(line, None, problem)``."""
+    """Yield ``(line, agentId, record)`` per record, or ``(line, None, problem)``.
+
+    Raises EvidenceFileError for a problem of the whole file (type, CSV header).
+    """
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         yield from _read_jsonl(path)
@@ -67,69 +72,121 @@ def read_evidence_file(path: Path) -> Iterator[tuple[int, str | None, RawEvidenc
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, str | None, RawEvidence | str]]:
-    with _open_text(path) as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line, parse_float=Decimal, parse_constant=Decimal)
-            except json.JSONDecodeError as exc:
-                yield number, None, f"line {number}: not valid JSON ({exc.msg}, column {exc.colno})"
-                continue
-            if not isinstance(value, dict):
-                found = type(value).__name__
-                yield number, None, f"line {number}: expected a JSON object, found {found}"
-                continue
-            yield number, *_attribute(value, number)
+    for number, offset, raw in _lines(path):
+        body = raw.rstrip(b"\r\n")
+        if not body.strip(b" \t"):
+            continue
+        try:
+            value = loads(utf8_text(body), mark=True)
+        except JSONError as exc:
+            yield number, None, _problem(number, offset, exc)
+            continue
+        if not isinstance(value, dict):
+            found = type(value).__name__
+            yield number, None, f"line {number}: expected a JSON object, found {found}"
+            continue
+        yield number, *_attribute(value, number)
 
 
 def _read_csv(path: Path) -> Iterator[tuple[int, str | None, RawEvidence | str]]:
-    with _open_text(path) as text:
-        reader = csv.DictReader(text, strict=True)
-        if reader.fieldnames is None:
-            return
-        missing = [f for f in ("evidenceId", "agentId", "rawScore") if f not in reader.fieldnames]
-        if missing:
-            raise EvidenceFileError(
-                f"{path}: the CSV header lacks column{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(missing)} (expected {', '.join(FIELDS)})"
-            )
-        try:
-            for row in reader:
-                number = reader.line_num
-                if None in row:
-                    yield number, None, f"line {number}: more cells than header columns"
-                    continue
-                fields: dict[str, Any] = {
-                    k: v for k, v in row.items() if k in FIELDS and v not in ("", None)
-                }
-                if "rawScore" in fields:
-                    fields["rawScore"] = _csv_number(fields["rawScore"])
-                yield number, *_attribute(fields, number)
-        except csv.Error as exc:
-            raise EvidenceFileError(f"{path} line {reader.line_num}: {exc}") from None
-
-
-def _csv_number(text: str) -> Any:
-    """A CSV cell as a Decimal when it is a number (``NaN`` included), else the text."""
+    problems: list[str] = []
+    reader = csv.reader(_text_lines(path, problems), strict=True)
     try:
-        return Decimal(text.strip())
-    except InvalidOperation:
-        return text
+        header = next((row for row in reader if row), None)
+        if problems:
+            raise EvidenceFileError(f"{path}: {problems[0][1]}")
+        if header is None:
+            return
+        _check_header(path, header)
+        for cells in reader:
+            yield from ((n, None, p) for n, p in problems)
+            problems.clear()
+            if not cells:
+                continue
+            yield reader.line_num, *_csv_record(header, cells, reader.line_num)
+    except csv.Error as exc:
+        raise EvidenceFileError(f"{path} line {reader.line_num}: {exc}") from None
+    yield from ((n, None, p) for n, p in problems)
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    """One error for the whole file when a column is doubled or a required one is missing."""
+    doubled = sorted({name for name in header if header.count(name) > 1})
+    missing = [name for name in FIELDS if name not in header and name not in OPTIONAL]
+    if not doubled and not missing:
+        return
+    what = []
+    if doubled:
+        what.append(f"has the column{'s' if len(doubled) > 1 else ''} {', '.join(doubled)} twice")
+    if missing:
+        what.append(f"lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    raise EvidenceFileError(
+        f"{path}: the CSV header {' and '.join(what)}; expected the header "
+        f"{','.join(FIELDS)} ({' and '.join(OPTIONAL)} optional, other columns ignored)"
+    )
+
+
+def _csv_record(
+    header: list[str], cells: list[str], number: int
+) -> tuple[str | None, RawEvidence | str]:
+    if len(cells) > len(header):
+        return None, f"line {number}: more cells than header columns"
+    fields: dict[str, Any] = {
+        k: v for k, v in zip(header, cells, strict=False) if k in FIELDS and v != ""
+    }
+    if "rawScore" in fields:
+        text = fields["rawScore"].strip()
+        value = number_of(text, mark=True)
+        fields["rawScore"] = text if value is None else value
+    return _attribute(fields, number)
 
 
 def _attribute(fields: dict[str, Any], number: int) -> tuple[str | None, RawEvidence | str]:
     agent = fields.get("agentId")
     if not isinstance(agent, str) or not agent.strip():
-        return None, (f"line {number}: no agentId, so the record cannot be attributed to a learner")
+        return None, f"line {number}: no agentId, so the record cannot be attributed to a learner"
+    if problem := id_problem("agentId", agent):
+        return None, f"line {number}: {problem}, so the record cannot be attributed to a learner"
     return agent, RawEvidence(fields, f"line {number}")
 
 
-def _open_text(path: Path) -> io.TextIOWrapper:
+def _problem(number: int, offset: int, exc: JSONError) -> str:
+    where = f"line {number}"
+    if exc.offset is not None:
+        where += f" (byte {offset + exc.offset})"
+    hint = "; the file must be UTF-8" if exc.reason.startswith("invalid UTF-8") else ""
+    return f"{where}: {exc.reason}{hint}"
+
+
+def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """``(number, byte offset, bytes)`` of each line; LF, CRLF and CR end lines.
+
+    A UTF-8 byte-order mark at the start of the file is skipped.
+    """
     try:
-        return open(path, encoding="utf-8-sig", newline="")
+        f = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise EvidenceFileError(f"{path}: cannot open the evidence file ({exc.strerror})") from None
+    with f:
+        number, offset = 0, 0
+        for chunk in f:
+            if offset == 0 and chunk.startswith(_BOM):
+                chunk, offset = chunk[len(_BOM) :], len(_BOM)
+            for piece in _LONE_CR.split(chunk):
+                if piece:
+                    number += 1
+                    yield number, offset, piece
+                    offset += len(piece)
+
+
+def _text_lines(path: Path, problems: list[tuple[int, str]]) -> Iterator[str]:
+    """The file's lines as text for the CSV reader; undecodable lines go to *problems*."""
+    for number, offset, raw in _lines(path):
+        try:
+            yield utf8_text(raw)
+        except JSONError as exc:
+            problems.append((number, _problem(number, offset, exc)))
+            yield raw.decode("utf-8", "replace")
 
 
 def index_evidence_file(path: Path) -> tuple[Path, str]:
@@ -149,7 +206,10 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
     try:
         db = sqlite3.connect(temp)
         try:
-            db.execute("CREATE TABLE evidence (agent_id TEXT, line INTEGER, record TEXT)")
+            # A private temporary file: no journal, no sync until it is complete (below).
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("CREATE TABLE evidence (agent_id TEXT, line INTEGER, fields TEXT)")
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
             rows = []
             for number, agent, record in read_evidence_file(path):
@@ -157,7 +217,7 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
                     problems.append(str(record))
                     continue
                 assert isinstance(record, RawEvidence)
-                rows.append((agent, number, canonical(submitted(record)).decode()))
+                rows.append((agent, number, canonical(submitted(record)["fields"]).decode()))
                 if len(rows) >= 10_000:
                     db.executemany("INSERT INTO evidence VALUES (?, ?, ?)", rows)
                     rows.clear()
@@ -175,6 +235,8 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
                 f"read, so no learner is scored from this file:\n  {shown}"
                 + (f"\n  … and {more} more" if more > 0 else "")
             )
+        with open(temp, "rb") as done:
+            os.fsync(done.fileno())
         os.replace(temp, target)
     finally:
         if os.path.exists(temp):
@@ -215,17 +277,14 @@ class FileSource:
             rows = (
                 self._connection()
                 .execute(
-                    "SELECT record FROM evidence WHERE agent_id = ? ORDER BY line", (agent_id,)
+                    "SELECT line, fields FROM evidence WHERE agent_id = ? ORDER BY line",
+                    (agent_id,),
                 )
                 .fetchall()
             )
         except sqlite3.Error as exc:
             raise SourceError(f"{self.name}: cannot read the evidence index ({exc})") from None
-        records = []
-        for (text,) in rows:
-            value = json.loads(text, parse_float=Decimal)
-            records.append(RawEvidence(value["fields"], value["where"]))
-        return records
+        return [RawEvidence(loads(text), f"line {line}") for line, text in rows]
 
     def agents(self) -> Iterator[str]:
         """Every learner with at least one record, sorted."""

@@ -1,0 +1,247 @@
+"""Exact, strict JSON decoding: the one JSON reader of every input the engine accepts.
+
+Pure: no I/O. Numbers keep their decimal text (``72.1`` is ``Decimal("72.1")``), NaN and
+infinities become Decimals for the caller to refuse; duplicate keys, nesting deeper
+than :data:`MAX_DEPTH`, numbers longer than :data:`MAX_DIGITS` digits, lone surrogates
+and invalid UTF-8 are errors naming what and where. With ``mark=True`` a number too
+long or a value too deep is replaced by an :func:`unreadable` marker instead, so that a
+record holding one is refused as an invalid record naming its field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from ceredis.errors import CeredisError
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_DIGITS",
+    "JSONError",
+    "loads",
+    "number",
+    "unreadable",
+    "utf8_text",
+]
+
+#: The deepest nesting of arrays and objects read (the engine's documents nest < 10).
+MAX_DEPTH = 100
+#: The most digits a number may have written in fixed point (a score has at most 5).
+MAX_DIGITS = 100
+_MARK = "$unreadable"
+_BRACKETS = re.compile(r'"(?:[^"\\]+|\\.)*"?|[\[\]{}]')
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_BOM = "\ufeff"
+
+
+class JSONError(CeredisError, ValueError):
+    """Text that is not exact, strict JSON: ``reason`` says what, ``offset`` the byte."""
+
+    def __init__(self, reason: str, offset: int | None = None) -> None:
+        super().__init__(reason, offset)
+        self.reason, self.offset = reason, offset
+
+    def line_column(self, text: str) -> str:
+        """Where the error is in *text*, as ``line L column C`` (both from 1)."""
+        before = text.encode("utf-8", "surrogatepass")[: self.offset or 0]
+        line = before.count(b"\n") + 1
+        column = len(before.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")) + 1
+        return f"line {line} column {column}"
+
+    def __str__(self) -> str:
+        return self.reason if self.offset is None else f"{self.reason} at byte {self.offset}"
+
+
+class _TooLong(Exception):
+    """Raised by the number hooks when not marking; the caller locates the number."""
+
+
+def loads(data: str | bytes, *, mark: bool = False) -> Any:
+    """Decode one JSON document exactly and strictly; raise :class:`JSONError`.
+
+    Bytes must be UTF-8 (a leading byte-order mark is skipped); offsets in errors are
+    byte offsets into the UTF-8 text.
+    """
+    if isinstance(data, bytes):
+        skip = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+        try:
+            return loads(utf8_text(data[skip:]), mark=mark)
+        except JSONError as exc:
+            raise JSONError(exc.reason, None if exc.offset is None else exc.offset + skip) from None
+    text = data
+    if text.startswith(_BOM):
+        raise JSONError("a byte-order mark (U+FEFF) where JSON was expected", 0)
+    if text.count("[") + text.count("{") > MAX_DEPTH:
+        text = _bound_depth(text, mark)
+    try:
+        value = json.loads(
+            text,
+            parse_float=_float_hook(mark),
+            parse_int=_int_hook(mark),
+            parse_constant=Decimal,
+            object_pairs_hook=_object,
+        )
+    except json.JSONDecodeError as exc:
+        raise JSONError(f"not valid JSON ({exc.msg})", _byte(text, exc.pos)) from None
+    except _TooLong:
+        _raise_marked(loads(text, mark=True))
+    if _SURROGATE_ESCAPE.search(text):
+        _check_surrogates(value, "$")
+    return value
+
+
+def number(text: str, *, mark: bool = False) -> int | Decimal | dict[str, str] | None:
+    """A JSON number's text (or NaN/Infinity) as an exact value; ``None`` if not a number."""
+    if text in ("NaN", "Infinity", "-Infinity"):
+        return Decimal(text)
+    if not _NUMBER.fullmatch(text):
+        return None
+    hook = _int_hook(mark) if _INTEGER.fullmatch(text) else _float_hook(mark)
+    try:
+        return hook(text)
+    except _TooLong:
+        raise JSONError(f"a number of {_digits(Decimal(text)):,} digits ({_limit()})") from None
+
+
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_INTEGER = re.compile(r"-?(?:0|[1-9]\d*)")
+
+
+def unreadable(value: Any) -> str | None:
+    """Why *value* (or something inside it) could not be read, or ``None``."""
+    if isinstance(value, dict):
+        if set(value) == {_MARK} and isinstance(value[_MARK], str):
+            return value[_MARK]
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            if why := unreadable(item):
+                return why
+    return None
+
+
+def utf8_text(data: bytes) -> str:
+    """Bytes as UTF-8 text; :class:`JSONError` names the first invalid byte and its offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JSONError(f"invalid UTF-8 byte 0x{data[exc.start]:02x}", exc.start) from None
+
+
+def _int_hook(mark: bool) -> Any:
+    def parse(text: str) -> int | dict[str, str]:
+        if len(text) - text.startswith("-") > MAX_DIGITS:
+            return _marker(f"a number of {len(text.lstrip('-')):,} digits ({_limit()})", mark)
+        return int(text)
+
+    return parse
+
+
+def _float_hook(mark: bool) -> Any:
+    def parse(text: str) -> Decimal | dict[str, str]:
+        value = Decimal(text)
+        if _digits(value) > MAX_DIGITS:
+            return _marker(f"a number of {_digits(value):,} digits ({_limit()})", mark)
+        return value
+
+    return parse
+
+
+def _digits(value: Decimal) -> int:
+    """How many digits *value* has written in fixed point (what the ledger writes)."""
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    if exponent >= 0:
+        return len(digits) + exponent
+    return max(len(digits), -exponent + 1)
+
+
+def _limit() -> str:
+    return f"at most {MAX_DIGITS} are read"
+
+
+def _marker(why: str, mark: bool) -> dict[str, str]:
+    if not mark:
+        raise _TooLong(why)
+    return {_MARK: why}
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise JSONError(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return value
+
+
+def _bound_depth(text: str, mark: bool) -> str:
+    """*text* with every container that holds one nested too deep marked (or an error).
+
+    The marker replaces the container at depth MAX_DEPTH, so the result nests at most
+    MAX_DEPTH deep and decodes again (the evidence index re-reads what it stored).
+    """
+    opens: list[int] = []
+    parts: list[str] = []
+    last, start, deep_at = 0, -1, 0
+    for match in _BRACKETS.finditer(text):
+        token = match.group()
+        if token[0] == '"':
+            continue
+        if token in "[{":
+            opens.append(match.start())
+            if start >= 0:
+                continue
+            if len(opens) == MAX_DEPTH + 1 and start < 0:
+                if not mark:
+                    raise JSONError(_deep(), _byte(text, match.start()))
+                start, deep_at = opens[MAX_DEPTH - 1], match.start()
+        elif opens:
+            opens.pop()
+            if len(opens) == MAX_DEPTH - 1 and start >= 0:
+                parts += [text[last:start], json.dumps(_marker(_deep(), mark))]
+                last, start = match.end(), -1
+    if start >= 0:
+        raise JSONError(_deep(), _byte(text, deep_at))
+    return "".join(parts) + text[last:]
+
+
+def _deep() -> str:
+    return f"arrays or objects nested deeper than {MAX_DEPTH} levels"
+
+
+def _raise_marked(value: Any, path: str = "$") -> None:
+    """Raise the JSONError of the first marker in *value*, naming its path."""
+    if isinstance(value, dict):
+        if set(value) == {_MARK}:
+            raise JSONError(f"{path}: {value[_MARK]}")
+        items: Any = value.items()
+    else:
+        items = enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        _raise_marked(item, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
+
+
+def _check_surrogates(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise JSONError(f"{path}: a lone surrogate (\\u escape) is not text") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_surrogates(key, path)
+            _check_surrogates(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_surrogates(item, f"{path}[{index}]")
+
+
+def _byte(text: str, position: int) -> int:
+    """The UTF-8 byte offset of character *position* of *text*."""
+    return len(text[:position].encode("utf-8", "surrogatepass"))
