@@ -4,18 +4,21 @@ Each command parses its options, makes one library call, renders the answer with
 and returns an exit code. Exit codes: 0 success; 1 the work was done and found
 failures (a learner in ERROR, a ledger mismatch, an invalid referential); 2 usage or
 configuration error (nothing was done); 70 internal error (a bug: one line on stderr, the
-traceback in a private file under the cache directory); 130 interrupted.
+traceback in a private file under the cache directory); 128 + the signal number when
+stopped by a signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
@@ -24,6 +27,10 @@ from ceredis import __version__
 from ceredis.errors import CeredisError, ConfigError, ReferentialError, ReplayError
 from ledger.canonical import canonical
 from ledger.errors import LedgerError
+
+if TYPE_CHECKING:
+    from ceredis.interrupt import Interrupted
+    from ceredis.plan import BatchPlan
 
 __all__ = ["main"]
 
@@ -128,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
         "--chunksize", type=int, metavar="K", help="learners per task (default: automatic)"
     )
     batch.add_argument("--quiet", action="store_true", help="no progress bar, summary only")
+    batch.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="record a run even when the learner list is empty (else exit 2)",
+    )
     batch.set_defaults(handler=_batch)
 
     verify = commands.add_parser(
@@ -173,6 +185,9 @@ def _parser() -> argparse.ArgumentParser:
         help="aim at K records per learner on average (default: about 75)",
     )
     sample.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .jsonl")
+    sample.add_argument(
+        "--force", action="store_true", help="replace FILE and its roster if they exist"
+    )
     _referential_option(sample)
     sample.set_defaults(handler=_sample)
 
@@ -281,9 +296,20 @@ def _referential_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from ceredis.engine import run_batch
+    from ceredis.interrupt import Interrupted, interruptible
+
+    plan = None
+    try:
+        with interruptible():
+            plan = _batch_plan(args)
+            return _run_planned(plan, args.quiet)
+    except Interrupted as stop:
+        _interrupted(stop, plan)
+        return stop.exit_code
+
+
+def _batch_plan(args: argparse.Namespace) -> BatchPlan:
     from ceredis.plan import plan_batch, plan_resume
-    from ceredis.progress import BatchConsole
 
     if args.resume:
         if args.agent or args.file or args.all or args.source or args.ledger:
@@ -291,25 +317,47 @@ def _batch(args: argparse.Namespace) -> int:
                 "--resume continues a recorded run: its learners, source and ledger come "
                 "from the ledger; give only --database, --workers or --report"
             )
-        plan = plan_resume(
+        return plan_resume(
             args.resume, database=args.database, workers=args.workers, report=args.report
         )
-    else:
-        plan = plan_batch(
-            agents=args.agent,
-            agents_file=args.file,
-            all_agents=args.all,
-            source=args.source,
-            database=args.database,
-            workers=args.workers,
-            ledger=args.ledger,
-            report=args.report,
-            chunksize=args.chunksize,
-        )
-    console = BatchConsole(Console(), quiet=args.quiet)
+    return plan_batch(
+        agents=args.agent,
+        agents_file=args.file,
+        all_agents=args.all,
+        source=args.source,
+        database=args.database,
+        workers=args.workers,
+        ledger=args.ledger,
+        report=args.report,
+        chunksize=args.chunksize,
+        allow_empty=args.allow_empty,
+    )
+
+
+def _run_planned(plan: BatchPlan, quiet: bool) -> int:
+    from ceredis.engine import run_batch
+    from ceredis.progress import BatchConsole
+
+    console = BatchConsole(Console(), quiet=quiet)
     report = run_batch(plan, console)
     console.summary(report)
     return report.return_code
+
+
+def _interrupted(stop: Interrupted, plan: BatchPlan | None) -> None:
+    """Say what a stop signal left behind, and the exact command that finishes the run."""
+    if plan is None or not plan.ledger.exists():
+        after = "before any learner was scored; nothing to resume"
+    else:
+        after = (
+            f"the ledger {plan.ledger} is incomplete but resumable; finish the run with: "
+            f"python -m ceredis batch --resume {shlex.quote(str(plan.ledger))}"
+        )
+    Console(stderr=True).print(
+        Text.assemble((f"interrupted by {stop.name}: ", "bold red"), after),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -350,16 +398,26 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from ceredis.interrupt import Interrupted, interruptible
     from ceredis.referential import load_referential
     from ceredis.sample import write_cohort
 
-    written = write_cohort(
-        args.out,
-        load_referential(args.referential),
-        args.agents,
-        args.seed,
-        args.evidence_per_learner,
-    )
+    try:
+        with interruptible():
+            written = write_cohort(
+                args.out,
+                load_referential(args.referential),
+                args.agents,
+                args.seed,
+                args.evidence_per_learner,
+                force=args.force,
+            )
+    except Interrupted as stop:
+        Console(stderr=True).print(
+            Text.assemble((f"interrupted by {stop.name}: ", "bold red"), "nothing written"),
+            highlight=False,
+        )
+        return stop.exit_code
     Console().print(
         f"wrote {written.records:,} evidence records for {written.learners:,} learners to "
         f"{written.evidence}; roster ({written.without_evidence} without evidence) in "

@@ -24,9 +24,11 @@ from ceredis.scoring import evaluate
 from ceredis.sources import prepare_source
 from ceredis.sources.ratelimit import limiter_for
 from ceredis.stores import ResultStore, RunRow
-from ledger import LedgerWriter, read_ledger
+from ledger import LedgerWriter, Repair, read_ledger
 
 __all__ = ["ProgressHooks", "evaluate_agent", "run_batch"]
+
+_CHECK_STEP = 1000  # on resume, report progress every this many recorded learners checked
 
 
 def evaluate_agent(
@@ -50,6 +52,12 @@ class ProgressHooks:
 
     def stop(self) -> None: ...
 
+    def repaired(self, repair: Repair) -> None:
+        """On resume: the torn tail of the killed run's ledger was cut."""
+
+    def checking(self, checked: int, total: int) -> None:
+        """On resume: *checked* of the *total* recorded learners checked so far."""
+
 
 def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchReport:
     """Run a planned batch to the end; return its report (see BatchReport.return_code)."""
@@ -57,6 +65,8 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
     started = time.monotonic()
     _with_store(plan, lambda store: store.start_run(_run_row(plan)))
     writer = _open_ledger(plan)
+    if writer.repaired is not None:
+        progress.repaired(writer.repaired)
     report = BatchReport(
         concurrency=plan.workers,
         started_at=plan.started_at,
@@ -107,7 +117,7 @@ def _record_all(
     """Score every learner not yet in the ledger, record each in order, then the footer."""
     done = writer.count
     limiter = limiter_for(plan.source)
-    tasks = _tasks(plan, report, report_file, done, limiter)
+    tasks = _tasks(plan, report, report_file, done, limiter, progress)
     progress.start(plan, plan.selection.count(), done)
     for outcome in scored(plan, tasks, limiter):
         # Workers encode records with ledger.canonical: the serial parent need not
@@ -122,7 +132,12 @@ def _record_all(
 
 
 def _tasks(
-    plan: BatchPlan, report: BatchReport, report_file: ReportFile, done: int, limiter: Any
+    plan: BatchPlan,
+    report: BatchReport,
+    report_file: ReportFile,
+    done: int,
+    limiter: Any,
+    progress: ProgressHooks,
 ) -> Iterator[Task]:
     """The run's tasks after the *done* already in the ledger, which are checked (now,
     before any work) to be the run's first learners and counted into the report."""
@@ -139,6 +154,8 @@ def _tasks(
             outcome = Outcome.recorded(index, record.body, record.body_bytes)
             report.counts.add(outcome.status)
             report_file.detail(outcome)
+            if (index + 1) % _CHECK_STEP == 0 or index + 1 == done:
+                progress.checking(index + 1, done)
     return (Task(index, agent) for index, agent in enumerate(ids, start=done))
 
 

@@ -7,6 +7,8 @@ paths. ``plan_resume`` rebuilds the plan of a killed run from its ledger's heade
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import closing
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ceredis import __version__
+from ceredis.capacity import bounded_workers
 from ceredis.config import load_settings
 from ceredis.errors import ConfigError, ReplayError
 from ceredis.referential import Referential, bundled_referential, parse_referential
@@ -29,7 +32,7 @@ from ceredis.selection import (
 )
 from ceredis.sources import SourceSpec, prepare_source
 from ceredis.sources.files import BUNDLED_URI, bundled_roster
-from ceredis.stores import StoreSpec, prepare_store
+from ceredis.stores import StoreSpec, prepare_store, sqlite_path
 from ledger import read_ledger
 
 __all__ = [
@@ -89,6 +92,7 @@ def plan_batch(
     report: Path | None = None,
     chunksize: int | None = None,
     referential: Referential | None = None,
+    allow_empty: bool = False,
 ) -> BatchPlan:
     """Resolve settings (flag > environment > config file > default) and check them all.
 
@@ -122,6 +126,14 @@ def plan_batch(
     ledger_path = Path(ledger) if ledger else ledger_dir / f"{run_id}.jsonl"
     if ledger_path.exists():
         raise ConfigError(f"ledger {ledger_path} already exists; use --resume to continue it")
+    report_path = Path(report) if report else ledger_path.with_suffix(".report.json")
+    check_outputs(ledger_path, report_path, store)
+    learners = selection.count()
+    if learners == 0 and not allow_empty:
+        raise ConfigError(
+            "the learner list is empty: nothing to score (give --allow-empty to record "
+            "an empty run anyway)"
+        )
     return BatchPlan(
         run_id=run_id,
         started_at=utc_now(),
@@ -129,9 +141,9 @@ def plan_batch(
         source=spec,
         store=store,
         selection=selection,
-        workers=settings.max_workers,
+        workers=bounded_workers(settings.max_workers, learners, store),
         ledger=ledger_path,
-        report=Path(report) if report else ledger_path.with_suffix(".report.json"),
+        report=report_path,
         chunksize=chunksize,
         embedded=settings.source is None and settings.database is None,
     )
@@ -171,18 +183,54 @@ def plan_resume(
             "the run's database URL holds a password, which the ledger does not keep: "
             "give it again with --database or CEREDIS_DATABASE_URL"
         )
+    store = prepare_store(store_url)
+    report_path = Path(report) if report else ledger.with_suffix(".report.json")
+    check_outputs(ledger, report_path, store)
     return BatchPlan(
         run_id=header["runId"],
         started_at=header["startedAt"],
         referential=referential,
         source=spec,
-        store=prepare_store(store_url),
+        store=store,
         selection=selection,
-        workers=settings.max_workers,
+        workers=bounded_workers(settings.max_workers, selection.count(), store),
         ledger=ledger,
-        report=Path(report) if report else ledger.with_suffix(".report.json"),
+        report=report_path,
         resume=True,
     )
+
+
+def check_outputs(ledger: Path, report: Path, store: StoreSpec) -> None:
+    """Check that every file the batch writes can be written, before any learner is scored:
+    the ledger, its checkpoint (``<ledger stem>.checkpoint``), the report, an SQLite store."""
+    if report.is_dir():
+        raise ConfigError(f"--report {report} is a directory: give the path of a file to write")
+    targets = [("--ledger", ledger), ("checkpoint", ledger.with_suffix(".checkpoint"))]
+    targets.append(("--report", report))
+    if store.kind == "sqlite":
+        targets.append(("--database", sqlite_path(store.url)))
+    for option, path in targets:
+        _check_writable(option, Path(path))
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """ConfigError unless a file can be created in *path*'s directory (made if missing)."""
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a directory: give the path of a file to write")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".ceredis-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            reason = "a part of this path is a file, not a directory"
+        raise ConfigError(
+            f"{option} {path}: cannot write in the directory {folder} ({reason}); choose a "
+            "path in a writable directory"
+        ) from None
 
 
 def _ledger_header(records: Iterable[Any], path: Path) -> dict[str, Any]:

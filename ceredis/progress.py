@@ -18,6 +18,7 @@ from ceredis.engine import ProgressHooks
 from ceredis.outcome import Outcome, Status
 from ceredis.plan import BatchPlan
 from ceredis.report import BatchReport
+from ledger import Repair
 
 __all__ = ["BatchConsole"]
 
@@ -32,6 +33,7 @@ class BatchConsole(ProgressHooks):
         self._bar: Progress | None = None
         self._task = None
         self._failed = 0
+        self._checks: Progress | None = None
 
     def start(self, plan: BatchPlan, total: int | None, done: int) -> None:
         what = f"{total:,} learners" if total is not None else "every learner of the source"
@@ -64,12 +66,45 @@ class BatchConsole(ProgressHooks):
         self._bar.start()
         self._task = self._bar.add_task("scoring", total=total, completed=done, failed=0)
 
+    def repaired(self, repair: Repair) -> None:
+        self.console.print(
+            f"The killed run's ledger ended in a torn line: {repair}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def checking(self, checked: int, total: int) -> None:
+        """A transient bar while resume checks the recorded learners; a line when quiet."""
+        if self.quiet:
+            if checked == total:
+                self.console.print(
+                    f"checked the {total:,} recorded learners", highlight=False, soft_wrap=True
+                )
+            return
+        if self._checks is None:
+            self._checks = Progress(
+                TextColumn("[bold]checking the ledger"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._checks.start()
+            self._checks.add_task("checking", total=total)
+        self._checks.update(self._checks.task_ids[0], completed=checked)
+        if checked == total:
+            self._checks.stop()
+            self._checks = None
+
     def advance(self, outcome: Outcome) -> None:
         if self._bar is not None:
             self._failed += outcome.status == Status.ERROR
             self._bar.update(self._task, advance=1, failed=self._failed)
 
     def stop(self) -> None:
+        if self._checks is not None:
+            self._checks.stop()
+            self._checks = None
         if self._bar is not None:
             self._bar.stop()
             self._bar = None

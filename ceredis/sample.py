@@ -9,13 +9,16 @@ so lower profiles miss required types and get ``incomplet`` competencies.
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ceredis.errors import ConfigError
 from ceredis.referential import Referential
@@ -137,25 +140,49 @@ def write_cohort(
     agents: int,
     seed: int = 0,
     evidence_per_learner: int | None = None,
+    *,
+    force: bool = False,
 ) -> CohortFiles:
     """Write the cohort as JSON Lines to *out*, and its roster to ``<stem>.agents.txt``.
 
     The roster lists every learner, those without evidence included (an evidence export
-    cannot name them), so ``batch --file`` can score the whole cohort.
+    cannot name them), so ``batch --file`` can score the whole cohort. Existing files are
+    replaced only with *force*; both are written atomically.
     """
     if agents < 1:
         raise ConfigError(f"--agents must be at least 1, not {agents}")
     out = Path(out)
     roster = out.with_name(f"{out.stem}.agents.txt")
+    for path in (out, roster):
+        if path.exists() and not force:
+            raise ConfigError(f"{path} already exists: give --force to replace it")
     records = empty = 0
-    try:
-        with open(out, "wb") as evidence, open(roster, "w", encoding="utf-8") as ids:
-            for agent, learner in generate_cohort(referential, agents, seed, evidence_per_learner):
-                ids.write(agent + "\n")
-                empty += not learner
-                for record in learner:
-                    evidence.write(canonical(record) + b"\n")
-                records += len(learner)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the cohort to {exc.filename}: {exc.strerror}") from None
+    with _atomic(out) as evidence, _atomic(roster) as ids:
+        for agent, learner in generate_cohort(referential, agents, seed, evidence_per_learner):
+            ids.write(agent.encode() + b"\n")
+            empty += not learner
+            for record in learner:
+                evidence.write(canonical(record) + b"\n")
+            records += len(learner)
     return CohortFiles(out, roster, agents, records, empty)
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[IO[bytes]]:
+    """A file written beside *path* and renamed onto it only once complete, so that an
+    interrupted ``sample`` never leaves a truncated cohort that looks valid."""
+    try:
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the cohort to {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the cohort to {path}: {exc.strerror}") from None
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)

@@ -66,8 +66,13 @@ class Roster:
 
     def check_unchanged(self) -> None:
         """Raise ConfigError if the file no longer has the recorded digest (on resume)."""
-        if _roster_digest(Path(self.file)) != self.sha256:
-            raise ConfigError(f"the learner list {self.file} changed since the run started")
+        now = _roster_digest(Path(self.file))
+        if now != self.sha256:
+            raise ConfigError(
+                f"the learner list {self.file} changed since the run started (sha256 "
+                f"{now[:12]}… instead of {self.sha256[:12]}…), and the ledger records only its "
+                "digest: put back the file the run started with, then resume"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "sha256": self.sha256}
