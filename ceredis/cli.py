@@ -102,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Score learners on a process pool. With nothing configured, scores the "
         "bundled cohort into SQLite under the user data directory (the embedded default).",
         epilog="Exit codes: 0 every learner OK or SKIPPED, 1 some learner failed, 2 usage or "
-        "configuration error (nothing scored).",
+        "configuration error (nothing scored), 70 internal error, 130/143/129 stopped by "
+        "SIGINT/SIGTERM/SIGHUP (the ledger is resumable).",
     )
     who = batch.add_mutually_exclusive_group()
     who.add_argument(

@@ -5,6 +5,7 @@
     ├── ReferentialError       a referential breaks a rule (each problem listed)
     ├── EvidenceFileError      an evidence export cannot be read (line numbers given)
     ├── SourceError            an evidence source failed for one learner or at start
+    │   └── NotInSource        a source that lists all its learners does not know this id
     ├── StoreError             the result store failed (connection, schema, conflict)
     └── ReplayError            a ledger cannot be replayed (unknown format, bad header)
 
@@ -19,6 +20,7 @@ __all__ = [
     "CeredisError",
     "ConfigError",
     "EvidenceFileError",
+    "NotInSource",
     "ReferentialError",
     "ReplayError",
     "SourceError",
@@ -44,6 +46,11 @@ class EvidenceFileError(CeredisError, ValueError):
 
 class SourceError(CeredisError):
     """An evidence source could not deliver a learner's evidence (or could not start)."""
+
+
+class NotInSource(SourceError):
+    """The learner is unknown to a source that lists every learner it has (the bundled
+    cohort): an ERROR of that learner, not a SKIPPED "no evidence", and not an outage."""
 
 
 class StoreError(CeredisError):

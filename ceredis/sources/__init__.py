@@ -82,9 +82,10 @@ class SourceSpec:
     def open(self, *, limiter: RateLimiter | None = None) -> EvidenceSource:
         """Open the source in this process (call it in the worker, after fork)."""
         if self.kind == "file":
-            from ceredis.sources.files import FileSource
+            from ceredis.sources.files import BUNDLED_URI, FileSource, bundled_learners
 
-            return FileSource(self.path, self.index)
+            known = bundled_learners() if self.uri == BUNDLED_URI else None
+            return FileSource(self.path, self.index, known)
         return REMOTE[self.kind]().from_uri(self.uri, settings=self.settings, limiter=limiter)
 
     def describe(self) -> dict[str, Any]:

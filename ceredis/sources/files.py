@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ceredis.config import cache_dir
-from ceredis.errors import EvidenceFileError, SourceError
+from ceredis.errors import EvidenceFileError, NotInSource, SourceError
 from ceredis.evidence import FIELDS, OPTIONAL, RawEvidence, id_problem, submitted
 from ceredis.exactjson import JSONError, loads, utf8_text
 from ceredis.exactjson import number as number_of
@@ -32,6 +32,7 @@ __all__ = [
     "BUNDLED_URI",
     "FileSource",
     "bundled_cohort",
+    "bundled_learners",
     "bundled_roster",
     "file_sha256",
     "index_evidence_file",
@@ -53,6 +54,12 @@ def bundled_cohort() -> Path:
 def bundled_roster() -> Path:
     """The bundled cohort's learner list, including learners without any evidence."""
     return Path(str(resources.files("ceredis.data").joinpath("cohort-agents.txt")))
+
+
+def bundled_learners() -> frozenset[str]:
+    """Every learner of the bundled cohort, those without evidence included."""
+    lines = bundled_roster().read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
 def read_evidence_file(path: Path) -> Iterator[tuple[int, str | None, RawEvidence | str]]:
@@ -259,8 +266,11 @@ def file_sha256(path: Path) -> str:
 class FileSource:
     """An evidence file, read through its index; one instance per worker process."""
 
-    def __init__(self, path: Path, index: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, index: Path | None = None, known: frozenset[str] | None = None
+    ) -> None:
         self.path = Path(path)
+        self._known = known  # every learner, when the source can list them (bundled)
         self.name = self.path.name
         self._index = index or index_evidence_file(self.path)[0]
         self._db: sqlite3.Connection | None = None
@@ -272,7 +282,14 @@ class FileSource:
         return self._db
 
     def fetch(self, agent_id: str) -> list[RawEvidence]:
-        """The learner's records in file order."""
+        """The learner's records in file order; NotInSource for an id the source does not
+        list (only when it knows every learner: an export cannot name those without evidence).
+        """
+        if self._known is not None and agent_id not in self._known:
+            raise NotInSource(
+                f"learner {agent_id!r} is not in the source {self.name}, which lists every "
+                "learner it has: check the id"
+            )
         try:
             rows = (
                 self._connection()
