@@ -42,20 +42,29 @@ def expected_root(cohort, tmp_path_factory) -> str:
     return verify_ledger(ledger).root
 
 
-def interrupted_batch(tmp_path: Path, cohort, signum: int) -> tuple[Path, str, str]:
-    """Start a real batch, send *signum* once some learners are recorded; its stderr."""
+def interrupted_batch(
+    tmp_path: Path, cohort, signum: int, group: bool = False
+) -> tuple[Path, str, str]:
+    """Start a real batch, send *signum* (to its whole process group with *group*, as
+    systemd and Kubernetes do) once some learners are recorded; its stderr."""
     evidence, roster = cohort
     ledger = tmp_path / "run.jsonl"
     database = f"sqlite:///{tmp_path / 'run.sqlite'}"
     command = [sys.executable, "-m", "ceredis", "batch", "--quiet", "--workers", "2"]
     command += ["--source", str(evidence), "--file", str(roster), "--ledger", str(ledger)]
     with subprocess.Popen(
-        [*command, "--database", database], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*command, "--database", database],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=group,
     ) as child:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and child.poll() is None:
             if ledger.exists() and ledger.read_bytes().count(b"\n") > 50:
-                child.send_signal(signum)
+                if group:
+                    os.killpg(child.pid, signum)
+                else:
+                    child.send_signal(signum)
                 break
             time.sleep(0.005)
         _, err = child.communicate(timeout=60)
@@ -63,12 +72,22 @@ def interrupted_batch(tmp_path: Path, cohort, signum: int) -> tuple[Path, str, s
     return ledger, database, err.decode()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [
+        (signal.SIGTERM, False),
+        (signal.SIGHUP, False),
+        (signal.SIGINT, False),
+        (signal.SIGTERM, True),
+        (signal.SIGINT, True),
+    ],
+)
 def test_a_stop_signal_leaves_a_resumable_ledger_and_says_how(
-    tmp_path, cohort, expected_root, capsys, signum
+    tmp_path, cohort, expected_root, capsys, signum, group
 ):
-    """SIGTERM, SIGHUP and SIGINT: exit 128+N, the exact resume command, the same root."""
-    ledger, database, err = interrupted_batch(tmp_path, cohort, signum)
+    """SIGTERM, SIGHUP and SIGINT, to the batch or its process group (workers included):
+    exit 128+N, the exact resume command, and the resumed run has the uninterrupted root."""
+    ledger, database, err = interrupted_batch(tmp_path, cohort, signum, group)
     name = signal.Signals(signum).name
     assert f"interrupted by {name}:" in err and "Traceback" not in err
     assert f"python -m ceredis batch --resume {ledger}" in err
