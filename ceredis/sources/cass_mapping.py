@@ -6,7 +6,6 @@ key), so the mapping itself makes no request.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from ceredis import exactjson
 from ceredis.errors import SourceError
 from ceredis.evidence import RawEvidence
 from ceredis.sources import kbac
@@ -160,11 +160,7 @@ def _payload(evidence: Any, reader: AssertionReader, problems: list[str]) -> dic
         return {}
     try:
         text = reader.decode(evidence[0])
-        payload = (
-            json.loads(text, parse_float=Decimal, parse_constant=Decimal)
-            if isinstance(text, str)
-            else text
-        )
+        payload = exactjson.loads(text) if isinstance(text, str) else text
     except kbac.DecryptionError as exc:
         problems.append(f"the evidence payload cannot be decrypted: {exc}")
         return {}

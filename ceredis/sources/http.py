@@ -20,7 +20,6 @@ When to retry and how long to wait is decided by the pure :mod:`ceredis.sources.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -30,11 +29,11 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import urllib3
 
+from ceredis import exactjson
 from ceredis.errors import ConfigError, SourceError
 from ceredis.sources.ratelimit import RateLimiter
 from ceredis.sources.retry import (
@@ -83,7 +82,7 @@ def snippet(body: bytes | str, limit: int = SNIPPET_CHARS) -> str:
 
 def parse_json(body: bytes) -> Any:
     """Decode a JSON body keeping numbers exact: ``int`` or ``decimal.Decimal``."""
-    return json.loads(body.decode("utf-8"), parse_float=Decimal, parse_constant=Decimal)
+    return exactjson.loads(body)
 
 
 # -- the client ------------------------------------------------------------------------
