@@ -249,7 +249,7 @@ _HELP: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
     "keygen": (
         (),
         ("ceredis keygen example.org/ceredis --out signer",
-         "CEREDIS_SIGNING_KEY=signer.key ceredis batch --all"),
+         "ceredis keygen school.example/ceredis-2027 --out keys/ceredis-2027"),
     ),
     "prove": (
         (),

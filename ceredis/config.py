@@ -373,7 +373,7 @@ def settings_help(groups: Sequence[str]) -> str:
     names = [", ".join(s.env) for s in chosen]
     width = max(map(len, names), default=0)
     lines = [
-        f"  {name:<{width}}  {s.doc} (default: {s.default.replace('`', '')})"
+        f"  {name:<{width}}  {s.doc.replace('`', '')} (default: {s.default.replace('`', '')})"
         for name, s in zip(names, chosen, strict=True)
     ]
     return "\n".join(lines)
