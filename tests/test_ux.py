@@ -199,7 +199,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
 
 def test_dry_run_does_not_combine_with_resume(tmp_path):
     done = ceredis("batch", "--dry-run", "--resume", str(tmp_path / "x.jsonl"))
-    assert done.returncode == 2 and "--dry-run" in done.stderr
+    assert done.returncode == 2 and "does not combine with --resume" in done.stderr
 
 
 def test_learners_lists_the_bundled_cohort():
@@ -209,7 +209,7 @@ def test_learners_lists_the_bundled_cohort():
     with bundled_cohort().open(encoding="utf-8") as lines:
         expected = sorted({json.loads(line)["agentId"] for line in lines if line.strip()})
     assert done.stdout.splitlines() == expected
-    assert f"{len(expected)} in bundled cohort" in done.stderr
+    assert f"{len(expected)} learners in bundled cohort" in done.stderr
 
 
 def test_learners_of_a_file_source(cohort):
