@@ -19,7 +19,7 @@ from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan, utc_now
 from ceredis.pool import Task, scored
 from ceredis.referential import Referential, bundled_referential
-from ceredis.report import BatchReport, ReportFile
+from ceredis.report import BatchReport, ReportFile, run_facts
 from ceredis.scoring import evaluate
 from ceredis.sources import prepare_source
 from ceredis.sources.ratelimit import limiter_for
@@ -63,6 +63,7 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
         ledger=plan.ledger,
         report=plan.report,
         run_id=plan.run_id,
+        facts=run_facts(plan),
     )
     report_file = ReportFile(plan.report)
     finished = False

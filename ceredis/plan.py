@@ -29,7 +29,7 @@ from ceredis.selection import (
 )
 from ceredis.sources import SourceSpec, prepare_source
 from ceredis.sources.files import BUNDLED_URI, bundled_roster
-from ceredis.stores import StoreSpec, prepare_store
+from ceredis.stores import StoreSpec, parse_store_url, prepare_store
 from ledger import read_ledger
 
 __all__ = [
@@ -89,11 +89,13 @@ def plan_batch(
     report: Path | None = None,
     chunksize: int | None = None,
     referential: Referential | None = None,
+    check_store: bool = True,
 ) -> BatchPlan:
     """Resolve settings (flag > environment > config file > default) and check them all.
 
     With nothing configured this is the embedded default: the bundled cohort, scored
-    into SQLite under the user data directory.
+    into SQLite under the user data directory. ``check_store=False`` (a dry run) parses
+    the store URL without connecting, so that nothing is created.
     """
     settings = load_settings({"max_workers": workers, "source": source, "database": database})
     chosen = [bool(agents), agents_file is not None, all_agents]
@@ -116,7 +118,7 @@ def plan_batch(
         )
     home = settings.paths.data_dir
     store_url = settings.database or f"sqlite:///{home / 'ceredis.sqlite'}"
-    store = prepare_store(store_url)
+    store = prepare_store(store_url) if check_store else parse_store_url(store_url)
     run_id = str(uuid.uuid4())
     ledger_dir = settings.paths.ledger_dir or home / "ledgers"
     ledger_path = Path(ledger) if ledger else ledger_dir / f"{run_id}.jsonl"
