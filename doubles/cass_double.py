@@ -4,7 +4,8 @@ For tests and benchmarks (cass-api.md §5). Pure stdlib (``ThreadingHTTPServer``
 started in a thread::
 
     with CassDouble.from_evidence(records, competencies=uuids, engine_key=key) as cass:
-        source = CassSource.from_uri(cass.source_uri, env=cass.source_env(key_path))
+        settings = load_settings(env=cass.source_env(key_path))
+        source = CassSource.from_uri(cass.source_uri, settings=settings)
 
 Routes: ``GET /api/ping``; search on ``GET|POST /api/data`` and the deprecated
 ``GET|POST /api/sky/repo/search`` (form fields ``searchParams`` as a JSON *string*,
