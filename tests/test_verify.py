@@ -14,8 +14,7 @@ from ceredis.engine import run_batch
 from ceredis.plan import plan_batch
 from ceredis.referential import bundled_referential, parse_referential
 from ceredis.sample import write_cohort
-from ledger.reader import read_ledger
-from ledger.writer import LedgerWriter
+from ledger import LedgerWriter, read_ledger
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,8 @@ def test_human_output(batch, capsys):
     ledger, _ = batch
     assert main(["verify", str(ledger)]) == 0
     out = capsys.readouterr().out
-    assert "is intact and reproducible" in out and "40 replayed byte for byte" in out
+    assert "is intact and reproducible" in out and "40 replayed identically" in out
+    assert "resultsRoot recorded in the footer:" in out and "recomputed" not in out
 
 
 def test_edited_score_is_found_by_integrity(batch, tmp_path, capsys):
@@ -178,6 +178,6 @@ def test_database_row_tampering_is_found(batch, tmp_path, capsys):
     code, out = verify(ledger, capsys, "--database", f"sqlite:///{copy_db}")
     assert code == 1
     assert sorted((f["agentId"], f["kind"]) for f in out["findings"]) == [
-        ("L00005", "database: hash mismatch"),
+        ("L00005", "database: result mismatch"),
         ("L00009", "database: row missing"),
     ]

@@ -19,6 +19,7 @@ from ceredis.config import redact_url
 from ceredis.errors import ConfigError
 
 __all__ = [
+    "ProfileRow",
     "ResultRow",
     "ResultStore",
     "RunRow",
@@ -62,6 +63,20 @@ class StoredResult:
 
 
 @dataclass(frozen=True)
+class ProfileRow:
+    """A learner's latest profile (``ceredis_profile``): what the institution reads."""
+
+    agent_id: str
+    run_id: str
+    run_started_at: str
+    ceredis_score: Decimal | None
+    band_level: str | None
+    cecrl_level: str | None
+    domain_scores: str | None  # JSON text
+    content_hash: str
+
+
+@dataclass(frozen=True)
 class RunRow:
     """One batch run."""
 
@@ -100,6 +115,14 @@ class ResultStore(Protocol):
 
     def iter_results(self, run_id: str) -> Iterator[StoredResult]:
         """The run's rows, ordered by position."""
+        ...
+
+    def iter_rows(self, run_id: str) -> Iterator[ResultRow]:
+        """The run's rows in full, JSON columns as the database's text, by position."""
+        ...
+
+    def iter_profiles(self, run_id: str) -> Iterator[ProfileRow]:
+        """The profile rows that name this run, by learner."""
         ...
 
     def close(self) -> None: ...
