@@ -149,9 +149,11 @@ def audit_ledger(path: Path, database: str | None = None, *, memo: Memo | None =
     integrity = _check_integrity(audit)
     referential = _check_header(audit, integrity.header)
     counts, recorded = _replay(audit, referential, keep=database is not None, memo=memo)
-    _name_learners(audit, recorded)
+    selection = integrity.header.get("selection") if isinstance(integrity.header, dict) else None
+    run_list = _RunList.of(audit, selection if isinstance(selection, dict) else {})
     _check_footer_counts(audit, integrity.footer, counts, integrity.lines)
-    _check_learners(audit, integrity.header, integrity.footer, recorded, integrity.lines)
+    _check_learners(audit, run_list, integrity.footer, recorded, integrity.lines)
+    _name_learners(audit, recorded, run_list.ids or [], integrity.lines)
     if database is not None:
         from ceredis.audit_store import check_database
 
@@ -189,21 +191,29 @@ _ROOT = re.compile(rb'"resultsRoot":"([0-9a-f]{64})"')
 _AGENT = re.compile(rb'^\{"body":\{"agentId":"([^"\\]{1,200})"')
 
 
-def _name_learners(audit: Audit, recorded: list[_Recorded]) -> None:
-    """Name the learner of every integrity finding on a record line (from the line as it
-    reads, even when it no longer parses), and mark the findings that only follow from
-    an earlier line's change."""
-    agents = {r.line: r.agent_id for r in recorded}
+def _name_learners(
+    audit: Audit, recorded: list[_Recorded], expected: list[str], lines: int
+) -> None:
+    """Name the learner of every finding on a record line (from the line as it reads,
+    even when it no longer parses, else from its place in the run's list), and mark the
+    findings that only follow from an earlier line's change."""
+    agents = {r.line: r.agent_id for r in recorded if r.agent_id}
     unnamed = {f.line for f in audit.findings if f.line is not None and f.line not in agents}
     if unnamed:
         agents.update(_agents_on_lines(audit.path, unnamed))
-    lines = {f.line for f in audit.findings if f.kind not in _FOLLOWERS}
-    first = min((n for n in lines if n in agents), default=None)
+        footer = lines if audit.complete else None
+        for line in unnamed - set(agents):
+            if 2 <= line != footer and line - 2 < len(expected):
+                agents[line] = expected[line - 2]
+    changed = {f.line for f in audit.findings if f.kind in _CAUSES}
+    misplaced = {f.line for f in audit.findings if f.kind in _MISPLACED}
+    first = min((n for n in changed if n in agents), default=None)
     named = []
     for f in audit.findings:
         cause = None
         if f.kind == ProblemKind.CHAIN:
-            cause = next((n for n in (f.line, (f.line or 0) - 1) if n in lines), None)
+            line = f.line or 0
+            cause = line if line in misplaced else line - 1 if line - 1 in changed else None
         elif f.kind in _FOLLOWERS and f.line not in agents:
             cause = first
         named.append(replace(f, agent_id=f.agent_id or agents.get(f.line), consequence_of=cause))
@@ -213,6 +223,8 @@ def _name_learners(audit: Audit, recorded: list[_Recorded]) -> None:
 _FOLLOWERS = {
     str(k) for k in (ProblemKind.CHAIN, ProblemKind.FOOTER_ROOT, ProblemKind.FOOTER_COUNT)
 }
+_CAUSES = {str(k) for k in ProblemKind} - _FOLLOWERS  # a line's own change, as integrity sees it
+_MISPLACED = {str(k) for k in (ProblemKind.DELETED, ProblemKind.REORDERED, ProblemKind.DUPLICATED)}
 
 
 def _agents_on_lines(path: Path, wanted: set[int]) -> dict[int, str]:
@@ -296,7 +308,19 @@ def _replay_one(audit: Audit, referential: Referential, record: Record, memo: Me
     if memo is not None and key in memo:
         replayed = memo[key]
     else:
-        recomputed = replay_record(record.body, referential)
+        try:
+            recomputed = replay_record(record.body, referential)
+        except (CeredisError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            audit.differed += 1
+            audit.findings.append(
+                Finding(
+                    record.line_no,
+                    record.body.get("agentId"),
+                    "replay mismatch",
+                    f"the record cannot be replayed: {type(exc).__name__} {exc}",
+                )
+            )
+            return
         replayed = None if recomputed is None else canonical(recomputed)
         if memo is not None:
             memo[key] = replayed
@@ -368,14 +392,25 @@ def short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
+class _RunList(NamedTuple):
+    """What the header says of the run's learners: the list it binds, and the ids
+    themselves when the header or the disk has them."""
+
+    bound: LearnerList | None
+    ids: list[str] | None
+
+    @classmethod
+    def of(cls, audit: Audit, selection: dict[str, Any]) -> _RunList:
+        bound = LearnerList.from_json(selection.get("learners"))
+        return cls(bound, _expected_ids(audit, selection, bound))
+
+
 def _check_learners(
-    audit: Audit, header: Any, footer: Any, recorded: list[_Recorded], lines: int
+    audit: Audit, run_list: _RunList, footer: Any, recorded: list[_Recorded], lines: int
 ) -> None:
     """(5) The records' learners are the run's list: against the list the header (or, for
     ``--all``, the footer) binds, and one by one against the ids or the roster on disk."""
-    selection = header.get("selection") if isinstance(header, dict) else None
-    selection = selection if isinstance(selection, dict) else {}
-    bound = LearnerList.from_json(selection.get("learners"))
+    bound = run_list.bound
     closing = LearnerList.from_json(footer.get("learners")) if isinstance(footer, dict) else None
     audit.learner_list = "header" if bound else "footer" if closing else "not bound"
     if bound is None and closing is None:
@@ -389,10 +424,9 @@ def _check_learners(
             "the learner list of an --all run is bound by the footer only, which a rewrite "
             "can recompute: only the database or a signed checkpoint anchors it"
         )
-    expected = _expected_ids(audit, selection, bound)
     actual = [(r.line, r.agent_id or "") for r in recorded]
-    if expected is not None:
-        compare_learners(audit, expected, actual)
+    if run_list.ids is not None:
+        compare_learners(audit, run_list.ids, actual)
     else:
         _check_duplicates(audit, actual)
     got = LearnerList.of(agent for _, agent in actual)
@@ -470,8 +504,9 @@ def compare_learners(audit: Audit, expected: list[str], actual: list[tuple[int, 
                 )
             )
         else:
+            what = f"{agent} is" if agent else "a record without an agentId is"
             audit.findings.append(
-                Finding(line, agent, "forged learner", f"{agent} is not in the run's learner list")
+                Finding(line, agent, "forged learner", f"{what} not in the run's learner list")
             )
     scored = Counter(agent for _, agent in kept)
     placed = 0
