@@ -43,7 +43,7 @@ def reseal(
             parsed = decode(body)
             counts.add(parsed["result"]["status"])
             agents.append(parsed["agentId"])
-            writer.append_canonical(body)
+            writer.append_canonical(body, check=False)  # decoded above: canonical
         meta = {**footer, "counts": counts.to_json()}
         if "learners" in footer:
             meta["learners"] = learner_list(agents)
