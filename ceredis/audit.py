@@ -124,7 +124,7 @@ class Audit:
         }
 
 
-class _Recorded(NamedTuple):
+class Recorded(NamedTuple):
     """What the later checks need of one ledger record."""
 
     line: int
@@ -191,9 +191,7 @@ _ROOT = re.compile(rb'"resultsRoot":"([0-9a-f]{64})"')
 _AGENT = re.compile(rb'^\{"body":\{"agentId":"([^"\\]{1,200})"')
 
 
-def _name_learners(
-    audit: Audit, recorded: list[_Recorded], expected: list[str], lines: int
-) -> None:
+def _name_learners(audit: Audit, recorded: list[Recorded], expected: list[str], lines: int) -> None:
     """Name the learner of every finding on a record line (from the line as it reads,
     even when it no longer parses, else from its place in the run's list), and mark the
     findings that only follow from an earlier line's change."""
@@ -269,11 +267,11 @@ def _check_header(audit: Audit, header: Any) -> Referential:
 
 def _replay(
     audit: Audit, referential: Referential, *, keep: bool, memo: Memo | None
-) -> tuple[Counts, list[_Recorded]]:
+) -> tuple[Counts, list[Recorded]]:
     """(3) Every record recomputed from its inputs and compared byte for byte; returns the
     statuses counted, and what the later checks need of each record (results if *keep*)."""
     counts = Counts()
-    recorded: list[_Recorded] = []
+    recorded: list[Recorded] = []
     for record in salvage_records(audit.path):
         body = record.body
         agent = body.get("agentId")
@@ -291,7 +289,7 @@ def _replay(
             )
         _replay_one(audit, referential, record, memo)
         recorded.append(
-            _Recorded(
+            Recorded(
                 record.line_no,
                 record.index or 0,
                 agent,
@@ -406,7 +404,7 @@ class _RunList(NamedTuple):
 
 
 def _check_learners(
-    audit: Audit, run_list: _RunList, footer: Any, recorded: list[_Recorded], lines: int
+    audit: Audit, run_list: _RunList, footer: Any, recorded: list[Recorded], lines: int
 ) -> None:
     """(5) The records' learners are the run's list: against the list the header (or, for
     ``--all``, the footer) binds, and one by one against the ids or the roster on disk."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from ceredis.audit import Audit, Finding, _Recorded, differences, short
+from ceredis.audit import Audit, Finding, Recorded, differences, short
 from ceredis.outcome import Status
 from ceredis.stores import ProfileRow, ResultRow, RunRow, parse_store_url
 
@@ -23,7 +23,7 @@ __all__ = ["check_database"]
 _NOT_STORED = "result store:"  # a record whose row could not be written says so
 
 
-def check_database(audit: Audit, url: str, recorded: list[_Recorded], header: Any) -> None:
+def check_database(audit: Audit, url: str, recorded: list[Recorded], header: Any) -> None:
     """(6) The run row, every result row and every profile naming the run, against the ledger."""
     store = parse_store_url(url).open()
     try:
@@ -34,7 +34,7 @@ def check_database(audit: Audit, url: str, recorded: list[_Recorded], header: An
             )
             return
         _check_run_row(audit, run)
-        by_agent: dict[str, _Recorded] = {}
+        by_agent: dict[str, Recorded] = {}
         for record in recorded:
             by_agent.setdefault(record.agent_id or "", record)
         audit.database_rows = _check_results(audit, store.iter_rows(run.run_id), by_agent)
@@ -79,7 +79,7 @@ def _check_run_row(audit: Audit, run: RunRow) -> None:
         )
 
 
-def _check_results(audit: Audit, rows: Iterable[ResultRow], by_agent: dict[str, _Recorded]) -> int:
+def _check_results(audit: Audit, rows: Iterable[ResultRow], by_agent: dict[str, Recorded]) -> int:
     """Every stored row against its record; then the records without a row. Returns the
     number of rows read."""
     seen: set[str] = set()
@@ -112,7 +112,7 @@ def _check_results(audit: Audit, rows: Iterable[ResultRow], by_agent: dict[str, 
     return len(seen)
 
 
-def _result_fields(row: ResultRow, record: _Recorded) -> Iterator[tuple[str, Any, Any]]:
+def _result_fields(row: ResultRow, record: Recorded) -> Iterator[tuple[str, Any, Any]]:
     """(field, in the database, in the ledger) for every column of a result row."""
     result = record.result or {}
     ok = result.get("status") == Status.OK
@@ -129,7 +129,7 @@ def _result_fields(row: ResultRow, record: _Recorded) -> Iterator[tuple[str, Any
 
 
 def _check_profiles(
-    audit: Audit, rows: Iterable[ProfileRow], by_agent: dict[str, _Recorded], started: str
+    audit: Audit, rows: Iterable[ProfileRow], by_agent: dict[str, Recorded], started: str
 ) -> int:
     """Every profile naming the run holds exactly this run's OK result. Returns the count."""
     count = 0
@@ -161,7 +161,7 @@ def _check_profiles(
 
 
 def _compare(
-    audit: Audit, table: str, record: _Recorded, name: str, stored: Any, recorded: Any
+    audit: Audit, table: str, record: Recorded, name: str, stored: Any, recorded: Any
 ) -> None:
     """A finding for every path where *stored* (the database's) differs from *recorded*."""
     if _same_number(stored, recorded):
