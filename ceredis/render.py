@@ -244,24 +244,35 @@ def _rule(rule: Any) -> str:
 
 
 def audit_view(audit: Any) -> RenderableType:
-    """The outcome of ``ceredis verify`` for a person."""
+    """The outcome of ``ceredis verify`` for a person: what held, what differed, each
+    finding with its line and learner."""
     if audit.ok:
         head = Text(f"OK: {audit.path} is intact and reproducible", style="bold green")
     elif not audit.complete and not audit.findings:
         head = Text(f"INCOMPLETE: {audit.path} has no footer", style="bold yellow")
     else:
         head = Text(f"FAILED: {len(audit.findings)} problem(s) in {audit.path}", style="bold red")
-    lines: list[RenderableType] = [head]
-    lines.append(
-        Text(
-            f"run {audit.run_id}: {audit.records} records, {audit.replayed} replayed byte for "
-            f"byte, {audit.not_replayable} not replayable (learners that could not be scored)"
-        )
-    )
-    if audit.results_root:
-        lines.append(Text(f"resultsRoot {audit.results_root}"))
+    lines: list[RenderableType] = [head, Text(_replay_summary(audit))]
+    if audit.recorded_root:
+        lines.append(Text(f"resultsRoot recorded in the footer:   {audit.recorded_root}"))
+    if audit.recomputed_root and audit.recomputed_root != audit.recorded_root:
+        lines.append(Text(f"resultsRoot recomputed from records: {audit.recomputed_root}"))
+    lines.append(Text(f"learner list bound by: {audit.learner_list}"))
     if audit.database_rows is not None:
-        lines.append(Text(f"database: {audit.database_rows} rows checked"))
+        lines.append(
+            Text(
+                f"database: {audit.database_rows} result rows and {audit.profile_rows} profile "
+                "rows checked field by field"
+            )
+        )
     lines += [Text(f"note: {note}", style="yellow") for note in audit.notes]
     lines += [Text(f"  • {finding}", style="red") for finding in audit.findings]
     return Group(*lines)
+
+
+def _replay_summary(audit: Any) -> str:
+    """``run R: N records: X replayed identically, Y differed, Z not replayable``."""
+    text = f"run {audit.run_id}: {audit.records} records: {audit.identical} replayed identically"
+    if audit.differed:
+        text += f", {audit.differed} differed"
+    return text + f", {audit.not_replayable} not replayable (learners that could not be scored)"
