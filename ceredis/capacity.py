@@ -23,8 +23,9 @@ _CONNECTIONS = (
 )
 
 
-def bounded_workers(requested: int, learners: int | None, store: StoreSpec) -> int:
-    """*requested*, capped at *learners* (when known); ConfigError above what fits."""
+def bounded_workers(requested: int, learners: int | None, store: StoreSpec | None) -> int:
+    """*requested*, capped at *learners* (when known); ConfigError above what fits in
+    memory or in the free connections of *store* (not asked when None: a dry run)."""
     workers = min(requested, learners) if learners else requested
     memory = available_memory()
     if memory is not None and workers * WORKER_MEMORY > memory:
@@ -34,7 +35,7 @@ def bounded_workers(requested: int, learners: int | None, store: StoreSpec) -> i
             f"({WORKER_MEMORY >> 20} MiB a worker) but the machine has "
             f"{memory >> 20:,} MiB available: use --workers {fits} or fewer"
         )
-    if store.kind == "postgresql":
+    if store is not None and store.kind == "postgresql":
         free, limit = free_connections(store)
         if workers > free:
             raise ConfigError(

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
+_UNWRAPPED = 10_000  # a console width no line reaches: text to a file is never wrapped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,7 +136,19 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--chunksize", type=int, metavar="K", help="learners per task (default: automatic)"
     )
-    batch.add_argument("--quiet", action="store_true", help="no progress bar, summary only")
+    batch.add_argument("--quiet", action="store_true", help="no progress, summary only")
+    batch.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON summary object on stdout at the end, nothing else (progress on "
+        "stderr)",
+    )
+    batch.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (learners, source, store, ledger, workers, rate) and exit, "
+        "writing nothing",
+    )
     batch.add_argument(
         "--allow-empty",
         action="store_true",
@@ -170,6 +183,15 @@ def _parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print exactly the result object (scoring.md §10)"
     )
     evaluate.set_defaults(handler=_evaluate)
+
+    learners = commands.add_parser(
+        "learners",
+        help="list the learner ids a source knows",
+        description="Print every learner id the evidence source knows, one a line, in the "
+        "order `batch --all` scores them (with no --source: the bundled cohort).",
+    )
+    _source_option(learners)
+    learners.set_defaults(handler=_learners)
 
     sample = commands.add_parser(
         "sample",
@@ -278,7 +300,102 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--html", required=True, type=Path, metavar="FILE", help="the page")
     _unverified_option(report)
     report.set_defaults(handler=_report)
+    _add_epilogs(commands.choices)
     return parser
+
+
+#: Per command: the settings it reads (``Setting.attr`` prefixes) and two examples.
+_HELP: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
+    "batch": (
+        ("",),
+        (
+            "ceredis batch --source cohort.jsonl --all --workers 8",
+            "ceredis batch --file agents.txt --database postgresql://host/db --json",
+        ),
+    ),
+    "verify": (
+        ("database", "paths.config_file"),
+        ("ceredis verify run.jsonl", "ceredis verify run.jsonl --database sqlite:///r.sqlite"),
+    ),
+    "evaluate": (
+        ("source", "paths.cache_dir", "paths.config_file", "rate", "http", "cass", "xapi"),
+        ("ceredis evaluate --agent L0001", "ceredis evaluate --agent L7 --source cohort.jsonl"),
+    ),
+    "learners": (
+        ("source", "paths.cache_dir", "paths.config_file", "rate", "http", "cass", "xapi"),
+        ("ceredis learners", "ceredis learners --source cohort.jsonl | head"),
+    ),
+    "sample": (
+        (),
+        ("ceredis sample --agents 1000 --out cohort.jsonl", "ceredis sample --agents 20 "
+         "--seed 7 --evidence-per-learner 30 --out small.jsonl"),
+    ),
+    "referential": (
+        (),
+        ("ceredis referential show", "ceredis referential validate candidate.json"),
+    ),
+    "keygen": (
+        (),
+        ("ceredis keygen example.org/ceredis --out signer",
+         "ceredis keygen school.example/ceredis-2027 --out keys/ceredis-2027"),
+    ),
+    "prove": (
+        (),
+        ("ceredis prove run.jsonl --agent L0001 --out L0001.proof",
+         "ceredis prove ~/ledgers/run.jsonl --agent L7 --out /tmp/L7.proof"),
+    ),
+    "check-proof": (
+        (),
+        ("ceredis check-proof L0001.proof --root HEX",
+         "ceredis check-proof L0001.proof --key signer.pub"),
+    ),
+    "export": (
+        ("database", "paths.config_file"),
+        ("ceredis export run.jsonl --out results.csv --bom",
+         "ceredis export --database postgresql://host/db --run RUN_ID --out results.csv"),
+    ),
+    "report": (
+        ("paths.config_file",),
+        ("ceredis report run.jsonl --html cohort.html",
+         "ceredis report ~/ledgers/run.jsonl --html /tmp/cohort.html"),
+    ),
+}  # fmt: skip
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps prose, but keeps the lines of an epilog that start indented."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(
+            line
+            if line.startswith("  ")
+            else super(_Formatter, self)._fill_text(line, width, indent)
+            for line in text.splitlines()
+        )
+
+
+def _add_epilogs(commands: dict[str, argparse.ArgumentParser]) -> None:
+    """End every command's help with its environment variables, the config file, examples."""
+    from ceredis.config import default_config_file, settings_help
+
+    for name, sub in commands.items():
+        if name not in _HELP:  # a new command: tests/test_ux.py asks for its entry
+            continue
+        groups, examples = _HELP[name]
+        environment = settings_help(groups) if groups else "  none"
+        sub.formatter_class = _Formatter
+        sub.epilog = "\n".join(
+            [
+                *([sub.epilog, ""] if sub.epilog else []),
+                "environment:",
+                environment,
+                "",
+                f"config file: {default_config_file()} (CEREDIS_CONFIG names another)",
+                "",
+                "examples:",
+                *(f"  {example}" for example in examples),
+            ]
+        )
 
 
 def _source_option(parser: argparse.ArgumentParser) -> None:
@@ -302,17 +419,46 @@ def _batch(args: argparse.Namespace) -> int:
     plan = None
     try:
         with interruptible():
-            plan = _batch_plan(args)
-            return _run_planned(plan, args.quiet)
+            plan = _plan(args)
+            return _run_planned(plan, args)
     except Interrupted as stop:
         _interrupted(stop, plan)
         return stop.exit_code
 
 
-def _batch_plan(args: argparse.Namespace) -> BatchPlan:
+def _run_planned(plan: BatchPlan, args: argparse.Namespace) -> int:
+    from ceredis.config import load_settings
+    from ceredis.engine import run_batch
+    from ceredis.progress import BatchConsole, source_total
+    from ceredis.proofs import checkpoint_path
+
+    if args.dry_run:
+        from ceredis.render import plan_view
+
+        total = plan.selection.count()
+        total = source_total(plan) if total is None else total
+        Console().print(plan_view(plan, total), highlight=False, soft_wrap=True)
+        return EXIT_OK
+    interval = load_settings().progress_interval
+    out = Console(stderr=True) if args.json else Console()
+    console = BatchConsole(out, quiet=args.quiet, interval=interval)
+    report = run_batch(plan, console)
+    if args.json:
+        checkpoint = checkpoint_path(plan.ledger)
+        summary = report.to_json(checkpoint if checkpoint.exists() else None)
+        sys.stdout.buffer.write(canonical(summary) + b"\n")
+    else:
+        console.summary(report)
+    return report.return_code
+
+
+def _plan(args: argparse.Namespace) -> BatchPlan:
+    """The batch's plan from its options: a new run, or the resumed one."""
     from ceredis.plan import plan_batch, plan_resume
 
     if args.resume:
+        if args.dry_run:
+            raise ConfigError("--dry-run plans a new run; it does not combine with --resume")
         if args.agent or args.file or args.all or args.source or args.ledger:
             raise ConfigError(
                 "--resume continues a recorded run: its learners, source and ledger come "
@@ -332,17 +478,30 @@ def _batch_plan(args: argparse.Namespace) -> BatchPlan:
         report=args.report,
         chunksize=args.chunksize,
         allow_empty=args.allow_empty,
+        check_store=not args.dry_run,
     )
 
 
-def _run_planned(plan: BatchPlan, quiet: bool) -> int:
-    from ceredis.engine import run_batch
-    from ceredis.progress import BatchConsole
+def _learners(args: argparse.Namespace) -> int:
+    from ceredis.config import load_settings
+    from ceredis.report import plural
+    from ceredis.sources import prepare_source
 
-    console = BatchConsole(Console(), quiet=quiet)
-    report = run_batch(plan, console)
-    console.summary(report)
-    return report.return_code
+    settings = load_settings({"source": args.source})
+    spec = prepare_source(settings.source, settings)
+    client = spec.open()
+    count = 0
+    try:
+        for agent in client.agents():
+            sys.stdout.write(agent + "\n")
+            count += 1
+    finally:
+        client.close()
+    sys.stdout.flush()
+    Console(stderr=True).print(
+        f"{plural(count, 'learner')} in {spec.name}", highlight=False, soft_wrap=True
+    )
+    return EXIT_OK
 
 
 def _interrupted(stop: Interrupted, plan: BatchPlan | None) -> None:
@@ -394,7 +553,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         from ceredis.render import result_view
 
-        Console().print(result_view(result, referential))
+        console = Console()
+        if console.is_terminal:
+            console.print(result_view(result, referential))
+        else:  # cron mail, a pipe, a file: plain text, unwrapped
+            Console(width=_UNWRAPPED).print(result_view(result, referential, plain=True))
     return EXIT_FAILED if result["status"] == Status.ERROR else EXIT_OK
 
 

@@ -34,9 +34,11 @@ __all__ = [
     "XapiSettings",
     "cache_dir",
     "data_dir",
+    "default_config_file",
     "load_settings",
     "redact_url",
     "scrub",
+    "settings_help",
     "settings_table",
     "whole_number",
 ]
@@ -44,6 +46,7 @@ __all__ = [
 APP = "ceredis"
 ENV_CONFIG = "CEREDIS_CONFIG"
 DEFAULT_WORKERS = 4
+DEFAULT_PROGRESS_INTERVAL = 30.0
 
 
 # -- the settings object ---------------------------------------------------------------
@@ -104,6 +107,7 @@ class Settings:
     """Every resolved setting; ``None`` means "not configured" (the embedded default)."""
 
     max_workers: int = DEFAULT_WORKERS
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL  # s between non-TTY progress lines
     source: str | None = None
     database: str | None = field(default=None, repr=False)  # a URL may hold a password
     http: HttpSettings = HttpSettings()
@@ -189,6 +193,18 @@ def _timeout(value: Any, origin: str) -> float:
     return _seconds(value, origin, positive=True)
 
 
+def _interval(value: Any, origin: str) -> float:
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+        if isinstance(value, bool) or not 0 < seconds < math.inf:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{origin}: the progress interval must be a positive number of seconds, not {value!r}"
+        ) from None
+    return seconds
+
+
 def whole_number(value: Any, what: str, low: int, high: int, *, hint: str = "") -> int:
     """*value* (an int, or its decimal text) within [*low*, *high*]; or a ConfigError."""
     try:
@@ -221,6 +237,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("max_workers", "max_workers", ("CEREDIS_MAX_WORKERS",), _workers, "4",
             "worker processes", "--workers"),
+    Setting("progress_interval", "progress_interval", ("CEREDIS_PROGRESS_INTERVAL",),
+            _interval, "30", "seconds between progress lines when stdout is not a terminal"),
     Setting("source", "source", ("CEREDIS_SOURCE", "CASS_URL"), _text, "the bundled cohort",
             "evidence source URI", "--source"),
     Setting("database", "database", ("CEREDIS_DATABASE_URL", "DATABASE_URL"), _text,
@@ -288,7 +306,7 @@ def load_settings(
     env = os.environ if env is None else env
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     explicit = _found(env, ENV_CONFIG)
-    path = Path(explicit) if explicit else Path(platformdirs.user_config_dir(APP)) / "config.toml"
+    path = Path(explicit) if explicit else default_config_file()
     from_file = _read_file(path, explicit=bool(explicit))
     groups: dict[str, dict[str, Any]] = {"": {}}
     for setting in SETTINGS:
@@ -342,6 +360,23 @@ def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
             f"{', '.join(unknown)} (known: {', '.join(_FILE_KEYS)})"
         )
     return data
+
+
+def default_config_file() -> Path:
+    """The config file read when ``CEREDIS_CONFIG`` names none."""
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def settings_help(groups: Sequence[str]) -> str:
+    """The settings whose ``attr`` starts with one of *groups*, for a ``--help`` epilog."""
+    chosen = [s for s in SETTINGS if s.attr.startswith(tuple(groups))]
+    names = [", ".join(s.env) for s in chosen]
+    width = max(map(len, names), default=0)
+    lines = [
+        f"  {name:<{width}}  {s.doc.replace('`', '')} (default: {s.default.replace('`', '')})"
+        for name, s in zip(names, chosen, strict=True)
+    ]
+    return "\n".join(lines)
 
 
 def data_dir() -> Path:

@@ -19,8 +19,9 @@ from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan, utc_now
 from ceredis.pool import Task, scored
 from ceredis.referential import Referential, bundled_referential
-from ceredis.report import BatchReport, ReportFile
+from ceredis.report import BatchReport, ReportFile, run_facts
 from ceredis.scoring import evaluate
+from ceredis.selection import LearnerTally
 from ceredis.sources import prepare_source
 from ceredis.sources.ratelimit import limiter_for
 from ceredis.stores import ResultStore, RunRow
@@ -73,6 +74,7 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
         ledger=plan.ledger,
         report=plan.report,
         run_id=plan.run_id,
+        facts=run_facts(plan),
     )
     report_file = ReportFile(plan.report)
     finished = False
@@ -117,17 +119,25 @@ def _record_all(
     """Score every learner not yet in the ledger, record each in order, then the footer."""
     done = writer.count
     limiter = limiter_for(plan.source)
-    tasks = _tasks(plan, report, report_file, done, limiter, progress)
+    learners = LearnerTally()
+    tasks = _tasks(plan, report, report_file, done, limiter, learners, progress)
     progress.start(plan, plan.selection.count(), done)
     for outcome in scored(plan, tasks, limiter):
         # Workers encode records with ledger.canonical: the serial parent need not
         # re-parse them (verify checks every line's canonical form anyway).
         writer.append_canonical(outcome.record, check=False)
         report.counts.add(outcome.status)
+        learners.add(outcome.agent_id)
         report_file.detail(outcome)
         progress.advance(outcome)
     report.finished_at = utc_now()
-    footer = writer.finish({"finishedAt": report.finished_at, "counts": report.counts.to_json()})
+    footer = writer.finish(
+        {
+            "finishedAt": report.finished_at,
+            "counts": report.counts.to_json(),
+            "learners": learners.digest().to_json(),
+        }
+    )
     report.results_root = footer["ledger"]["resultsRoot"]
 
 
@@ -137,10 +147,12 @@ def _tasks(
     report_file: ReportFile,
     done: int,
     limiter: Any,
+    learners: LearnerTally,
     progress: ProgressHooks,
 ) -> Iterator[Task]:
     """The run's tasks after the *done* already in the ledger, which are checked (now,
-    before any work) to be the run's first learners and counted into the report."""
+    before any work) to be the run's first learners and counted into the report (and
+    into *learners*, the list the footer binds)."""
     ids = plan.selection.ids(plan.source, limiter)
     if done:
         recorded = (r for r in read_ledger(plan.ledger) if r.kind == "record")
@@ -153,6 +165,7 @@ def _tasks(
                 )
             outcome = Outcome.recorded(index, record.body, record.body_bytes)
             report.counts.add(outcome.status)
+            learners.add(outcome.agent_id)
             report_file.detail(outcome)
             if (index + 1) % _CHECK_STEP == 0 or index + 1 == done:
                 progress.checking(index + 1, done)

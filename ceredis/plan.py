@@ -32,7 +32,7 @@ from ceredis.selection import (
 )
 from ceredis.sources import SourceSpec, prepare_source
 from ceredis.sources.files import BUNDLED_URI, bundled_roster
-from ceredis.stores import StoreSpec, prepare_store, sqlite_path
+from ceredis.stores import StoreSpec, parse_store_url, prepare_store, sqlite_path
 from ledger import read_ledger
 
 __all__ = [
@@ -93,11 +93,13 @@ def plan_batch(
     chunksize: int | None = None,
     referential: Referential | None = None,
     allow_empty: bool = False,
+    check_store: bool = True,
 ) -> BatchPlan:
     """Resolve settings (flag > environment > config file > default) and check them all.
 
     With nothing configured this is the embedded default: the bundled cohort, scored
-    into SQLite under the user data directory.
+    into SQLite under the user data directory. ``check_store=False`` (a dry run) parses
+    the store URL without connecting, so that nothing is created.
     """
     settings = load_settings({"max_workers": workers, "source": source, "database": database})
     chosen = [bool(agents), agents_file is not None, all_agents]
@@ -120,14 +122,15 @@ def plan_batch(
         )
     home = settings.paths.data_dir
     store_url = settings.database or f"sqlite:///{home / 'ceredis.sqlite'}"
-    store = prepare_store(store_url)
+    store = prepare_store(store_url) if check_store else parse_store_url(store_url)
     run_id = str(uuid.uuid4())
     ledger_dir = settings.paths.ledger_dir or home / "ledgers"
     ledger_path = Path(ledger) if ledger else ledger_dir / f"{run_id}.jsonl"
     if ledger_path.exists():
         raise ConfigError(f"ledger {ledger_path} already exists; use --resume to continue it")
     report_path = Path(report) if report else ledger_path.with_suffix(".report.json")
-    check_outputs(ledger_path, report_path, store)
+    if check_store:  # a dry run writes nothing, not even a probe
+        check_outputs(ledger_path, report_path, store)
     learners = selection.count()
     if learners == 0 and not allow_empty:
         raise ConfigError(
@@ -141,7 +144,7 @@ def plan_batch(
         source=spec,
         store=store,
         selection=selection,
-        workers=bounded_workers(settings.max_workers, learners, store),
+        workers=bounded_workers(settings.max_workers, learners, store if check_store else None),
         ledger=ledger_path,
         report=report_path,
         chunksize=chunksize,

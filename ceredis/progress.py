@@ -1,70 +1,97 @@
-"""What a person sees while a batch runs: a first line, a progress bar, a summary table."""
+"""What a person sees while a batch runs: a first line, progress, a summary.
+
+On a terminal the progress is a rich bar (labelled elapsed and remaining time, learners/s,
+ok / skipped / failed); when stdout is not a terminal (cron, a pipe, a file), a plain line
+goes to stderr every ``progress_interval`` seconds so that a long run's log shows life.
+"""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
+from ceredis.config import DEFAULT_PROGRESS_INTERVAL
 from ceredis.engine import ProgressHooks
-from ceredis.outcome import Outcome, Status
+from ceredis.outcome import Counts, Outcome
 from ceredis.plan import BatchPlan
-from ceredis.report import BatchReport
+from ceredis.report import BatchReport, plural
 from ledger import Repair
 
-__all__ = ["BatchConsole"]
+__all__ = ["BatchConsole", "plan_line", "source_total"]
+
+
+class _Rate(ProgressColumn):
+    """Learners per second, as rich estimates it over the last few seconds."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("– learners/s" if speed is None else f"{speed:,.1f} learners/s")
 
 
 class BatchConsole(ProgressHooks):
-    """Rich progress for :func:`ceredis.engine.run_batch`; quiet (or not a terminal): only the
-    first line and the summary."""
+    """Progress for :func:`ceredis.engine.run_batch`: the first line and the summary on
+    *console*; a bar when it is a terminal, else plain lines on *log* (unless quiet)."""
 
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        quiet: bool = False,
+        log: Console | None = None,
+        interval: float = DEFAULT_PROGRESS_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.console = console
-        self.quiet = quiet or not console.is_terminal  # cron logs get no bar, only lines
+        self.quiet = quiet
+        self.log = log or Console(stderr=True)
+        self.interval = interval
+        self.clock = clock
+        self.counts = Counts()  # this process's learners (not those a resume found)
         self._bar: Progress | None = None
         self._task = None
-        self._failed = 0
+        self._total: int | None = None
+        self._done = 0
+        self._started = self._last = 0.0
         self._checks: Progress | None = None
 
     def start(self, plan: BatchPlan, total: int | None, done: int) -> None:
-        what = f"{total:,} learners" if total is not None else "every learner of the source"
-        if plan.embedded:
-            first = (
-                f"Nothing configured: embedded default — {what} of the {plan.source.name} into "
-                f"SQLite {plan.store.display.removeprefix('sqlite:///')}; ledger and report "
-                f"in {plan.ledger.parent}"
-            )
-        else:
-            first = (
-                f"CEREDIS batch: {what} from {plan.source.name} into {plan.store.display}, "
-                f"{plan.workers} workers; ledger {plan.ledger}"
-            )
-        if plan.resume:
-            first += f" (resuming run {plan.run_id}: {done:,} already recorded)"
-        self.console.print(first, highlight=False, soft_wrap=True)
-        if self.quiet:
+        total = total if total is not None else source_total(plan)
+        self._total, self._done = total, done
+        self._started = self._last = self.clock()
+        self.console.print(plan_line(plan, total, done), highlight=False, soft_wrap=True)
+        if self.quiet or not self.console.is_terminal:
             return
         self._bar = Progress(
             TextColumn("[bold]scoring"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed"),
+            TextColumn("ok {task.fields[ok]:,} · skipped {task.fields[skipped]:,} · "
+                       "failed {task.fields[failed]:,}"),
+            _Rate(),
+            TextColumn("elapsed"),
             TimeElapsedColumn(),
+            TextColumn("remaining"),
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
-        )
+        )  # fmt: skip
         self._bar.start()
-        self._task = self._bar.add_task("scoring", total=total, completed=done, failed=0)
+        self._task = self._bar.add_task(
+            "scoring", total=total, completed=done, ok=0, skipped=0, failed=0
+        )
 
     def repaired(self, repair: Repair) -> None:
         self.console.print(
@@ -74,8 +101,8 @@ class BatchConsole(ProgressHooks):
         )
 
     def checking(self, checked: int, total: int) -> None:
-        """A transient bar while resume checks the recorded learners; a line when quiet."""
-        if self.quiet:
+        """A transient bar while resume checks the recorded learners; else one line."""
+        if self.quiet or not self.console.is_terminal:
             if checked == total:
                 self.console.print(
                     f"checked the {total:,} recorded learners", highlight=False, soft_wrap=True
@@ -97,9 +124,29 @@ class BatchConsole(ProgressHooks):
             self._checks = None
 
     def advance(self, outcome: Outcome) -> None:
+        self.counts.add(outcome.status)
         if self._bar is not None:
-            self._failed += outcome.status == Status.ERROR
-            self._bar.update(self._task, advance=1, failed=self._failed)
+            fields = self.counts.by_status()
+            self._bar.update(self._task, advance=1, **fields)  # type: ignore[arg-type]
+        elif not self.quiet and self.clock() - self._last >= self.interval:
+            self._last = self.clock()
+            self.log.print(self.progress_line(), highlight=False, soft_wrap=True)
+
+    def progress_line(self) -> str:
+        """One plain line: done/total, counts, rate, elapsed and remaining time."""
+        elapsed = self.clock() - self._started
+        new = self.counts.total
+        rate = new / elapsed if elapsed > 0 else 0.0
+        done = self._done + new
+        of = f"{done:,}/{self._total:,}" if self._total is not None else f"{done:,}"
+        line = (
+            f"progress: {of} learners, ok {self.counts.ok:,}, skipped "
+            f"{self.counts.skipped:,}, failed {self.counts.failed:,}, {rate:,.1f} learners/s, "
+            f"elapsed {_clock(elapsed)}"
+        )
+        if self._total is not None and rate > 0:
+            line += f", remaining ~{_clock(max(self._total - done, 0) / rate)}"
+        return line
 
     def stop(self) -> None:
         if self._checks is not None:
@@ -110,22 +157,43 @@ class BatchConsole(ProgressHooks):
             self._bar = None
 
     def summary(self, report: BatchReport) -> None:
-        """The final table: total / ok / skipped / failed / concurrency / elapsed / rate."""
-        table = Table(title=f"Run {report.run_id}", title_justify="left")
-        for column in ("total", "ok", "skipped", "failed", "concurrency", "elapsed", "learners/s"):
-            table.add_column(column, justify="right")
-        table.add_row(
-            f"{report.total:,}",
-            Text(f"{report.ok:,}", style="green"),
-            Text(f"{report.skipped:,}", style="yellow"),
-            Text(f"{report.failed:,}", style="bold red" if report.failed else ""),
-            str(report.concurrency),
-            f"{report.elapsed:.1f} s",
-            f"{report.rate:,.1f}",
+        """The final table, the levels granted and the failed learners."""
+        from ceredis.render import batch_summary
+
+        self.console.print(batch_summary(report), soft_wrap=True)
+
+
+def plan_line(plan: BatchPlan, total: int | None, done: int = 0) -> str:
+    """The first line of a batch: what is scored from where into where."""
+    what = plural(total, "learner") if total is not None else "every learner of the source"
+    if plan.embedded:
+        first = (
+            f"Nothing configured: embedded default — {what} of the {plan.source.name} into "
+            f"SQLite {plan.store.display.removeprefix('sqlite:///')}; ledger and report "
+            f"in {plan.ledger.parent}"
         )
-        self.console.print(table)
-        self.console.print(
-            f"ledger {report.ledger} (resultsRoot {report.results_root})\nreport {report.report}",
-            highlight=False,
-            soft_wrap=True,
+    else:
+        first = (
+            f"CEREDIS batch: {what} from {plan.source.name} into {plan.store.display}, "
+            f"{plural(plan.workers, 'worker')}; ledger {plan.ledger}"
         )
+    if plan.resume:
+        first += f" (resuming run {plan.run_id}: {done:,} already recorded)"
+    return first
+
+
+def source_total(plan: BatchPlan) -> int | None:
+    """How many learners the source lists, when it can say cheaply (files); else None."""
+    if plan.source.kind != "file":
+        return None
+    client = plan.source.open()
+    try:
+        count = getattr(client, "count", None)
+        return count() if count is not None else None
+    finally:
+        client.close()
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"

@@ -8,20 +8,105 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from ceredis.outcome import Status
+from ceredis.plan import BatchPlan
 from ceredis.referential import Referential, show_number
+from ceredis.report import BatchReport, plural
 
-__all__ = ["referential_tables", "result_view"]
+__all__ = ["batch_summary", "plan_view", "referential_tables", "result_view"]
 
 _STATUS_STYLE = {"acquis": "green", "partiel": "yellow", "non acquis": "red", "incomplet": "dim"}
 
 
-def result_view(result: Mapping[str, Any], referential: Referential) -> RenderableType:
-    """A teacher-readable explanation of one learner's result."""
+def _table(title: str, plain: bool) -> Table:
+    """A titled table; *plain* (not a terminal): no box drawing, for mail and logs."""
+    return Table(title=title, title_justify="left", box=None if plain else box.HEAVY_HEAD)
+
+
+def plan_view(plan: BatchPlan, total: int | None) -> RenderableType:
+    """What ``batch --dry-run`` shows: the run it would make, nothing written."""
+    learners = plural(total, "learner") if total is not None else "every learner of the source"
+    rate = plan.source.settings.rate
+    limit = (
+        "not limited (a local file)"
+        if plan.source.kind == "file"
+        else f"{show_number(rate.rate)} requests/s, burst {rate.burst}, all workers together"
+    )
+    rows = [
+        ("learners", f"{learners} ({_selection(plan.selection.to_json())})"),
+        ("source", f"{plan.source.name} ({plan.source.uri})"),
+        ("store", f"{plan.store.display} (not opened)"),
+        ("ledger", str(plan.ledger)),
+        ("report", str(plan.report)),
+        ("workers", plural(plan.workers, "worker")),
+        ("rate", limit),
+        ("referential", f"{plan.referential.id} ({plan.referential.hash[:12]}…)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [Text("Dry run: nothing scored, nothing written. The batch would score:")]
+    lines += [Text(f"  {name:<{width}}  {value}") for name, value in rows]
+    return Group(*lines)
+
+
+def _selection(selection: Mapping[str, Any]) -> str:
+    if "agents" in selection:
+        return (
+            "--agent "
+            + " ".join(selection["agents"][:5])
+            + (" …" if len(selection["agents"]) > 5 else "")
+        )
+    if "file" in selection:
+        return ("the bundled roster " if selection.get("bundled") else "roster ") + selection[
+            "file"
+        ]
+    return "--all"
+
+
+def batch_summary(report: BatchReport) -> RenderableType:
+    """The end of a batch: the counts table, the levels granted, the failed learners."""
+    table = Table(title=f"Run {report.run_id}", title_justify="left")
+    for column in ("total", "ok", "skipped", "failed", "concurrency", "elapsed", "learners/s"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{report.total:,}",
+        Text(f"{report.ok:,}", style="green"),
+        Text(f"{report.skipped:,}", style="yellow"),
+        Text(f"{report.failed:,}", style="bold red" if report.failed else ""),
+        plural(report.concurrency, "worker"),
+        f"{report.elapsed:.1f} s",
+        f"{report.rate:,.1f}",
+    )
+    tally = report.tally
+    levels = " · ".join(f"{level} {n:,}" for level, n in tally.levels_json().items()) or "none"
+    lines: list[RenderableType] = [
+        table,
+        Text.assemble(("Levels granted: ", "bold"), levels),
+        Text(
+            f"{plural(tally.held, 'learner')} held below their band by the strict level rules",
+            style="yellow" if tally.held else "",
+        ),
+    ]
+    if report.failed:
+        lines.append(Text(f"Failed: {plural(report.failed, 'learner')}", style="bold red"))
+        lines += [Text(f"  • {agent}: {reason}") for agent, reason in tally.failures]
+        if report.failed > len(tally.failures):
+            more = report.failed - len(tally.failures)
+            lines.append(Text(f"  … and {more:,} more: see {report.report}"))
+    lines.append(
+        Text(f"ledger {report.ledger} (resultsRoot {report.results_root})\nreport {report.report}")
+    )
+    return Group(*lines)
+
+
+def result_view(
+    result: Mapping[str, Any], referential: Referential, *, plain: bool = False
+) -> RenderableType:
+    """A teacher-readable explanation of one learner's result (*plain*: no box drawing)."""
     head = Text.assemble(
         ("Learner ", "bold"),
         (result["agentId"], "bold cyan"),
@@ -38,8 +123,8 @@ def result_view(result: Mapping[str, Any], referential: Referential) -> Renderab
     scale = show_number(referential.global_scale)
     return Group(
         head,
-        _competency_table(result, referential),
-        _domain_table(result, referential),
+        _competency_table(result, referential, plain),
+        _domain_table(result, referential, plain),
         Text.assemble(
             ("CEREDIS score ", "bold"),
             (f"{result['ceredisScore']} / {scale}", "bold cyan"),
@@ -49,8 +134,8 @@ def result_view(result: Mapping[str, Any], referential: Referential) -> Renderab
     )
 
 
-def _competency_table(result: Mapping[str, Any], referential: Referential) -> Table:
-    competencies = Table(title="Competencies", title_justify="left")
+def _competency_table(result: Mapping[str, Any], referential: Referential, plain: bool) -> Table:
+    competencies = _table("Competencies", plain)
     for column, justify in (
         ("id", "left"),
         ("competency", "left"),
@@ -75,8 +160,8 @@ def _competency_table(result: Mapping[str, Any], referential: Referential) -> Ta
     return competencies
 
 
-def _domain_table(result: Mapping[str, Any], referential: Referential) -> Table:
-    domains = Table(title="Domains", title_justify="left")
+def _domain_table(result: Mapping[str, Any], referential: Referential, plain: bool) -> Table:
+    domains = _table("Domains", plain)
     for column, justify in (
         ("id", "left"),
         ("domain", "left"),
@@ -159,24 +244,35 @@ def _rule(rule: Any) -> str:
 
 
 def audit_view(audit: Any) -> RenderableType:
-    """The outcome of ``ceredis verify`` for a person."""
+    """The outcome of ``ceredis verify`` for a person: what held, what differed, each
+    finding with its line and learner."""
     if audit.ok:
         head = Text(f"OK: {audit.path} is intact and reproducible", style="bold green")
     elif not audit.complete and not audit.findings:
         head = Text(f"INCOMPLETE: {audit.path} has no footer", style="bold yellow")
     else:
         head = Text(f"FAILED: {len(audit.findings)} problem(s) in {audit.path}", style="bold red")
-    lines: list[RenderableType] = [head]
-    lines.append(
-        Text(
-            f"run {audit.run_id}: {audit.records} records, {audit.replayed} replayed byte for "
-            f"byte, {audit.not_replayable} not replayable (learners that could not be scored)"
-        )
-    )
-    if audit.results_root:
-        lines.append(Text(f"resultsRoot {audit.results_root}"))
+    lines: list[RenderableType] = [head, Text(_replay_summary(audit))]
+    if audit.recorded_root:
+        lines.append(Text(f"resultsRoot recorded in the footer:   {audit.recorded_root}"))
+    if audit.recomputed_root and audit.recomputed_root != audit.recorded_root:
+        lines.append(Text(f"resultsRoot recomputed from records: {audit.recomputed_root}"))
+    lines.append(Text(f"learner list bound by: {audit.learner_list}"))
     if audit.database_rows is not None:
-        lines.append(Text(f"database: {audit.database_rows} rows checked"))
+        lines.append(
+            Text(
+                f"database: {audit.database_rows} result rows and {audit.profile_rows} profile "
+                "rows checked field by field"
+            )
+        )
     lines += [Text(f"note: {note}", style="yellow") for note in audit.notes]
     lines += [Text(f"  • {finding}", style="red") for finding in audit.findings]
     return Group(*lines)
+
+
+def _replay_summary(audit: Any) -> str:
+    """``run R: N records: X replayed identically, Y differed, Z not replayable``."""
+    text = f"run {audit.run_id}: {audit.records} records: {audit.identical} replayed identically"
+    if audit.differed:
+        text += f", {audit.differed} differed"
+    return text + f", {audit.not_replayable} not replayable (learners that could not be scored)"

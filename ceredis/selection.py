@@ -7,7 +7,8 @@ million lines, or a source's whole cohort, is never held in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,57 @@ from ceredis.errors import CeredisError, ConfigError
 from ceredis.sources import SourceSpec
 from ceredis.sources.files import file_sha256
 
-__all__ = ["Agents", "Bundled", "EverySourceLearner", "Roster", "Selection", "selection_from_json"]
+__all__ = [
+    "Agents",
+    "Bundled",
+    "EverySourceLearner",
+    "LearnerList",
+    "LearnerTally",
+    "Roster",
+    "Selection",
+    "selection_from_json",
+]
+
+
+@dataclass(frozen=True)
+class LearnerList:
+    """A learner list bound by its length and hash (SHA-256 of each id and a newline, in
+    order): what a ledger records so that verify can tell a forged, lost or copied learner."""
+
+    count: int
+    sha256: str
+
+    @classmethod
+    def of(cls, ids: Iterable[str]) -> LearnerList:
+        tally = LearnerTally()
+        for agent in ids:
+            tally.add(agent)
+        return tally.digest()
+
+    @classmethod
+    def from_json(cls, data: Any) -> LearnerList | None:
+        """The list a header or footer records, or None when it records none (older ledger)."""
+        if isinstance(data, Mapping) and isinstance(data.get("count"), int):
+            return cls(data["count"], str(data.get("sha256")))
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "sha256": self.sha256}
+
+
+class LearnerTally:
+    """A :class:`LearnerList` built one id at a time (as a run records its learners)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.count = 0
+
+    def add(self, agent: str) -> None:
+        self._hash.update(agent.encode("utf-8") + b"\n")
+        self.count += 1
+
+    def digest(self) -> LearnerList:
+        return LearnerList(self.count, self._hash.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -34,8 +85,8 @@ class Agents:
         return len(self.agents)
 
     def to_json(self) -> dict[str, Any]:
-        """What the ledger header records."""
-        return {"agents": list(self.agents)}
+        """What the ledger header records: the ids, and the list they make (bound)."""
+        return {"agents": list(self.agents), "learners": LearnerList.of(self.agents).to_json()}
 
 
 @dataclass(frozen=True)
@@ -75,7 +126,9 @@ class Roster:
             )
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "sha256": self.sha256}
+        """The file, its digest, and the learner list it holds (bound even without it)."""
+        learners = LearnerList.of(self._read()).to_json()
+        return {"file": self.file, "sha256": self.sha256, "learners": learners}
 
 
 @dataclass(frozen=True)
@@ -106,6 +159,7 @@ class EverySourceLearner:
         return None
 
     def to_json(self) -> dict[str, Any]:
+        """Only ``all``: the list is known once the run is over (the footer records it)."""
         return {"all": True}
 
 

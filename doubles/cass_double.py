@@ -4,7 +4,8 @@ For tests and benchmarks (cass-api.md §5). Pure stdlib (``ThreadingHTTPServer``
 started in a thread::
 
     with CassDouble.from_evidence(records, competencies=uuids, engine_key=key) as cass:
-        source = CassSource.from_uri(cass.source_uri, env=cass.source_env(key_path))
+        settings = load_settings(env=cass.source_env(key_path))
+        source = CassSource.from_uri(cass.source_uri, settings=settings)
 
 Routes: ``GET /api/ping``; search on ``GET|POST /api/data`` and the deprecated
 ``GET|POST /api/sky/repo/search`` (form fields ``searchParams`` as a JSON *string*,
@@ -256,6 +257,18 @@ class JournalEntry:
     faults: list[str] = field(default_factory=list)
     status: int | None = None
     results: int | None = None  # items in a search/multiGet answer
+
+
+@dataclass
+class _Request:
+    """Internal: a routed request, as the route handlers read it."""
+
+    rest: str  # the path after the route (the search kind, the object's id)
+    query: Mapping[str, str]
+    form: Mapping[str, str]
+    sheet: frozenset[str]  # the PEMs it may read as
+    entry: JournalEntry
+    keep: int | None  # a drop_results fault: answer at most this many results
 
 
 class _Reply(Exception):
@@ -758,24 +771,11 @@ class CassDouble:
     # -- request handling --------------------------------------------------------------
 
     def _handle(self, h: _Handler) -> None:
-        arrival = self._clock()
-        split = urllib.parse.urlsplit(h.path)
-        path = split.path
-        query = {k: v[-1] for k, v in urllib.parse.parse_qs(split.query, True).items()}
-        entry = JournalEntry(arrival, h.command, path, "other", query=_safe_fields(query))
-        with self._lock:
-            self.journal.append(entry)
-        try:
-            length = int(h.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        body = h.rfile.read(length) if length > 0 else b""
+        entry, query, body = self._receive(h)
         try:
             form = self._parse_form(h.command, h.headers.get("Content-Type", ""), body)
-            route, rest = self._route(path, h.command, query, form)
+            route, rest = self._route(entry.path, h.command, query, form)
         except _Reply as reply:
-            form, route, rest = {}, "other", ""
-            entry.route = route
             self._send(h, entry, reply, None)
             return
         entry.route = route
@@ -783,14 +783,49 @@ class CassDouble:
         if route == "search":
             with contextlib.suppress(_Reply):  # answered (and journaled) below
                 entry.params = self._search_params(rest, query, form)
+        limited, action, delay = self._pick_faults(h.command, route, entry)
+        if limited is not None:
+            entry.faults.append("server_rate_limit")
+            self._send(h, entry, limited, None)
+            return
+        if delay > 0 and self._stop.wait(delay):
+            entry.status = None
+            h.close_connection = True
+            return
+        if action is not None and action.action == "reset" and action.after_bytes is None:
+            entry.status = 0
+            _reset(h)
+            return
         sheet_text = form.get("signatureSheet") or h.headers.get("signatureSheet")
+        request = _Request(rest, query, form, frozenset(), entry, None)
+        self._send(h, entry, self._answer(route, request, sheet_text, action), action)
+
+    def _receive(self, h: _Handler) -> tuple[JournalEntry, dict[str, str], bytes]:
+        """Journal the request's arrival; its entry, query fields and body."""
+        arrival = self._clock()
+        split = urllib.parse.urlsplit(h.path)
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(split.query, True).items()}
+        entry = JournalEntry(arrival, h.command, split.path, "other", query=_safe_fields(query))
+        with self._lock:
+            self.journal.append(entry)
+        try:
+            length = int(h.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = h.rfile.read(length) if length > 0 else b""
+        return entry, query, body
+
+    def _pick_faults(
+        self, method: str, route: str, entry: JournalEntry
+    ) -> tuple[_Reply | None, Fault | None, float]:
+        """The server's rate-limit reply (if any), the fault acting, and the delay."""
         action: Fault | None = None
         delay = self.latency_s
         with self._lock:
             limited = self._take_token()
             if limited is None:
                 for rule in self._faults:
-                    if not rule._applies(h.command, path, route):
+                    if not rule._applies(method, entry.path, route):
                         continue
                     # Every rule counts every request it applies to (nth/every), but a
                     # request gets one action: later rules keep their firings (times).
@@ -802,33 +837,23 @@ class CassDouble:
                             action = rule
                             if rule.action == "hang":
                                 delay += rule.delay_s
-        if limited is not None:
-            entry.faults.append("server_rate_limit")
-            self._send(h, entry, limited, None)
-            return
-        if delay > 0 and self._stop.wait(delay):
-            entry.status = None
-            h.close_connection = True
-            return
+        return limited, action, delay
+
+    def _answer(
+        self, route: str, request: _Request, sheet_text: str | None, action: Fault | None
+    ) -> _Reply:
+        """The fault's own reply (status, not JSON), else the route's, as read with the sheet."""
+        if action is not None and action.action == "status":
+            return _Reply(action.status, action.body, action.content_type, action.headers)
+        if action is not None and action.action == "bad_json":
+            return _Reply(200, "<html><body><h1>Welcome to nginx!</h1></body></html>", "text/html")
+        if action is not None and action.action == "drop_results":
+            request.keep = action.keep
         try:
-            if action is not None and action.action == "status":
-                raise _Reply(action.status, action.body, action.content_type, action.headers)
-            if action is not None and action.action == "reset" and action.after_bytes is None:
-                entry.status = 0
-                _reset(h)
-                return
-            if action is not None and action.action == "bad_json":
-                raise _Reply(
-                    200,
-                    "<html><body><h1>Welcome to nginx!</h1></body></html>",
-                    "text/html",
-                )
-            sheet = self._sheet(sheet_text, entry)
-            keep = action.keep if action is not None and action.action == "drop_results" else None
-            reply = self._dispatch(route, rest, query, form, sheet, entry, keep)
-        except _Reply as r:
-            reply = r
-        self._send(h, entry, reply, action)
+            request.sheet = self._sheet(sheet_text, request.entry)
+            return self._dispatch(route, request)
+        except _Reply as reply:
+            return reply
 
     def _take_token(self) -> _Reply | None:
         if self._bucket is None or self.server_rate is None:
@@ -989,16 +1014,7 @@ class CassDouble:
             return obj
         return _strip(obj, sheet)
 
-    def _dispatch(
-        self,
-        route: str,
-        rest: str,
-        query: Mapping[str, str],
-        form: Mapping[str, str],
-        sheet: frozenset[str],
-        entry: JournalEntry,
-        keep: int | None,
-    ) -> _Reply:
+    def _dispatch(self, route: str, request: _Request) -> _Reply:
         if route == "ping":
             return _Reply(
                 200,
@@ -1016,11 +1032,11 @@ class CassDouble:
                 "application/json; charset=utf-8",
             )
         if route == "search":
-            return self._search(rest, query, form, sheet, entry, keep)
+            return self._search(request)
         if route == "get":
-            return self._get(rest, query, form, sheet)
+            return self._get(request.rest, request.query, request.sheet)
         if route == "multiget":
-            return self._multiget(form, sheet, entry)
+            return self._multiget(request.form, request.sheet, request.entry)
         raise _Reply(404, "Not found")
 
     def _search_params(
@@ -1052,19 +1068,34 @@ class CassDouble:
             raise _Reply(404, "No resource specified.")
         return params
 
-    def _search(
-        self,
-        kind: str,
-        query: Mapping[str, str],
-        form: Mapping[str, str],
-        sheet: frozenset[str],
-        entry: JournalEntry,
-        keep: int | None,
-    ) -> _Reply:
-        params = self._search_params(kind, query, form)
-        entry.params = dict(params)
+    def _search(self, request: _Request) -> _Reply:
+        params = self._search_params(request.rest, request.query, request.form)
+        request.entry.params = dict(params)
         q = params.get("q")
         q = "" if q is None else str(q)
+        start, size = self._page_window(params)
+        sort = self._parse_sort(params.get("sort"))
+        try:
+            node = parse_query(q)
+        except QuerySyntaxError as exc:
+            raise _Reply(
+                400, f"[query_shard_exception] Failed to parse query [{q}]: {exc}"
+            ) from None
+        with self._lock:
+            hits = self._store.search(node, params.get("index_hint"))
+            self._order(hits, sort)
+            page = self._page(hits, request.sheet, start, size)
+        if request.keep is not None:
+            page = page[: request.keep]
+        request.entry.results = len(page)
+        if str(params.get("ids", "")).lower() == "true":
+            body = _dumps([o.get("@id") for o in page])
+        else:
+            body = _dumps(page)
+        return _Reply(200, body, "application/json; charset=utf-8")
+
+    def _page_window(self, params: Mapping[str, Any]) -> tuple[int, int]:
+        """A search's ``start`` and ``size``, refused as Elasticsearch refuses them."""
         try:
             start = int(params.get("start", 0) or 0)
             size = int(params.get("size", 50) if params.get("size") is not None else 50)
@@ -1080,36 +1111,25 @@ class CassDouble:
                 f"efficient way to request large data sets. This limit can be set by "
                 f"changing the [index.max_result_window] index level setting.",
             )
-        sort = self._parse_sort(params.get("sort"))
-        try:
-            node = parse_query(q)
-        except QuerySyntaxError as exc:
-            raise _Reply(
-                400, f"[query_shard_exception] Failed to parse query [{q}]: {exc}"
-            ) from None
-        with self._lock:
-            hits = self._store.search(node, params.get("index_hint"))
-            self._order(hits, sort)
-            page: list[dict[str, Any]] = []
-            pos = start
-            end = start + size
-            while pos < min(end, len(hits)):
-                visible = self._visible(hits[pos].obj, sheet)
-                if visible is not None:
-                    page.append(visible)
-                pos += 1
-                # Auto-extend (cass-api.md §1.2): a page emptied by the permission
-                # filter reaches further, so an empty page really means the end.
-                if pos == end and not page and size > 0:
-                    end = min(len(hits), self.window)
-        if keep is not None:
-            page = page[:keep]
-        entry.results = len(page)
-        if str(params.get("ids", "")).lower() == "true":
-            body = _dumps([o.get("@id") for o in page])
-        else:
-            body = _dumps(page)
-        return _Reply(200, body, "application/json; charset=utf-8")
+        return start, size
+
+    def _page(
+        self, hits: list[_Doc], sheet: frozenset[str], start: int, size: int
+    ) -> list[dict[str, Any]]:
+        """The visible hits from *start*, at most *size* (call with the lock held)."""
+        page: list[dict[str, Any]] = []
+        pos = start
+        end = start + size
+        while pos < min(end, len(hits)):
+            visible = self._visible(hits[pos].obj, sheet)
+            if visible is not None:
+                page.append(visible)
+            pos += 1
+            # Auto-extend (cass-api.md §1.2): a page emptied by the permission
+            # filter reaches further, so an empty page really means the end.
+            if pos == end and not page and size > 0:
+                end = min(len(hits), self.window)
+        return page
 
     def _parse_sort(self, sort: Any) -> list[tuple[str, bool, bool]]:
         if sort is None or sort == "":
@@ -1159,9 +1179,7 @@ class CassDouble:
             present.sort(key=lambda d: _sort_key(value(d)), reverse=desc)
             hits[:] = absent + present if missing_first else present + absent
 
-    def _get(
-        self, rest: str, query: Mapping[str, str], form: Mapping[str, str], sheet: frozenset[str]
-    ) -> _Reply:
+    def _get(self, rest: str, query: Mapping[str, str], sheet: frozenset[str]) -> _Reply:
         parts = [p for p in rest.split("/") if p]
         if "q" in query and len(parts) == 1:
             raise _Reply(500, UNKNOWN_SEARCH_ERROR)  # /api/data/{index}?q= is broken in 1.7.4

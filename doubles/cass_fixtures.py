@@ -24,6 +24,7 @@ RSA key, needed to decrypt.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -135,6 +136,192 @@ def _score_fraction(value: Any) -> Decimal | None:
     return number / 100
 
 
+COMPETENCY = "schema.cassproject.org.0.4.Competency"
+FRAMEWORK = "schema.cassproject.org.0.4.Framework"
+ASSERTION = "schema.cassproject.org.0.4.Assertion"
+PERSON = "schema.org.Person"
+
+
+def _as_text(value: str | bool | int) -> str:
+    """A plain field's value as the text an ``EncryptedValue`` holds (JSON booleans)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _private_fields(
+    record: Mapping[str, Any], learner_pem: str, validator_pem: str, fraction: Decimal | None
+) -> dict[str, Any]:
+    """The assertion fields encrypted mode seals: who, about whom, when, whether negative."""
+    fields: dict[str, Any] = {"subject": learner_pem, "agent": validator_pem}
+    ms = _timestamp_ms(record.get("timestamp"))
+    if ms is not None:
+        fields["assertionDate"] = ms
+    if fraction is not None:
+        fields["negative"] = fraction <= NEGATIVE_THRESHOLD
+    return fields
+
+
+class _Sealer:
+    """Encrypts assertion fields for their validator (owner), learner and the engine.
+
+    One AES key per learner, wrapped once per recipient, as the official library reuses
+    them; keys and IVs come from one seeded RNG, in record order (deterministic fixtures).
+    """
+
+    def __init__(self, engine_pem: str, seed: int) -> None:
+        self._engine_pem = engine_pem
+        self._rng = random.Random(seed + 1)
+        self._aes: dict[str, bytes] = {}  # learner -> AES key
+        self._wrapped: dict[str, dict[str, str]] = {}  # learner -> recipient -> wrapped key
+
+    def seal(
+        self,
+        assertion: dict[str, Any],
+        fields: Mapping[str, Any],
+        payload_text: str,
+        *,
+        agent: str,
+        learner_pem: str,
+        validator_pem: str,
+    ) -> None:
+        """Write *fields* and the evidence *payload_text* into *assertion*, encrypted."""
+        aes = self._aes.get(agent)
+        if aes is None:
+            aes = self._aes[agent] = self._rng.randbytes(16)
+        cache = self._wrapped.setdefault(agent, {})
+        readers = [learner_pem, self._engine_pem]
+        for pem in [validator_pem, *readers]:
+            if pem not in cache:
+                cache[pem] = wrap_secret(aes, pem)
+
+        def encrypted(text: str) -> dict[str, Any]:
+            iv = self._rng.randbytes(16)
+            return encrypt_value(
+                text,
+                [validator_pem],
+                readers,
+                object_id=assertion["@id"],
+                aes_key=aes,
+                wrapped=cache,
+                iv=iv,
+            )
+
+        for name, value in fields.items():
+            assertion[name] = encrypted(_as_text(value))
+        assertion["evidence"] = [encrypted(payload_text)]
+
+
+class _Builder:
+    """One :func:`build_fixtures` run: the id base, keys, version counter and output."""
+
+    def __init__(
+        self, id_base: str, keys: KeyFactory, version_base: int, sealer: _Sealer | None
+    ) -> None:
+        self._id_base = id_base
+        self._keys = keys
+        self._versions = itertools.count(version_base + 1)
+        self._sealer = sealer
+        self._comp_url: dict[str, str] = {}  # X.Y id or UUID -> CaSS URL
+        self._occurrences: dict[tuple[str, str], int] = {}  # (agent, evidenceId) -> count
+        self.out = CassFixtures()
+
+    def _short(self, kind: str, guid: str) -> str:
+        return _short_id(kind, guid, self._id_base)
+
+    def _add(self, context: str, short: str, type_: str, **fields: Any) -> None:
+        """Append one object, its ``@id`` the next version of *short*."""
+        at_id = f"{short}/{next(self._versions)}"
+        self.out.objects.append({"@context": context, "@id": at_id, "@type": type_, **fields})
+
+    def add_framework(self, competencies: Mapping[str, str], name: str, guid: str) -> None:
+        """One Competency per ``X.Y`` id -> UUID, then the Framework listing them."""
+        owner = self._keys.public_pem("framework-owner")
+        comp_ids = []
+        for code, uuid in competencies.items():
+            short = self._short(COMPETENCY, uuid)
+            self._comp_url[code] = short
+            self._comp_url[uuid] = short
+            comp_ids.append(short)
+            self._add(ASSERTION_CONTEXT, short, "Competency", name=code, owner=[owner])
+        self.out.framework_id = self._short(FRAMEWORK, guid)
+        self._add(
+            ASSERTION_CONTEXT,
+            self.out.framework_id,
+            "Framework",
+            competency=comp_ids,
+            name=name,
+            owner=[owner],
+        )
+
+    def add_record(self, index: int, record: Mapping[str, Any]) -> None:
+        """The record's Assertion (and its learner's Person, first time), or a skip note."""
+        agent = record.get("agentId")
+        if not isinstance(agent, str) or not agent:
+            self.out.skipped.append(f"record #{index + 1}: no agentId, cannot be attributed")
+            return
+        learner_pem = self._learner(agent)
+        validator = record.get("validator")
+        validator_pem = self._keys.public_pem(
+            "validator:" + (validator if isinstance(validator, str) else "")
+        )
+        self._add_assertion(record, agent, learner_pem, validator_pem)
+
+    def _learner(self, agent: str) -> str:
+        """The learner's public key, adding their Person the first time they appear."""
+        pem = self.out.persons.get(agent)
+        if pem is None:
+            pem = self.out.persons[agent] = self._keys.public_pem("learner:" + agent)
+            short = self._short(PERSON, kbac.fingerprint(pem))
+            self._add(PERSON_CONTEXT, short, "Person", identifier=agent, name=agent, owner=[pem])
+        return pem
+
+    def _assertion_guid(self, agent: str, evidence_id: Any) -> str:
+        """A GUID per (learner, evidenceId, occurrence): repeated evidence ids stay apart."""
+        key = (agent, str(evidence_id))
+        self._occurrences[key] = self._occurrences.get(key, 0) + 1
+        return _guid(agent, str(evidence_id), str(self._occurrences[key]))
+
+    def _add_assertion(
+        self, record: Mapping[str, Any], agent: str, learner_pem: str, validator_pem: str
+    ) -> None:
+        guid = self._assertion_guid(agent, record.get("evidenceId"))
+        short = self._short(ASSERTION, guid)
+        assertion: dict[str, Any] = {
+            "@context": ASSERTION_CONTEXT,
+            "@id": f"{short}/{next(self._versions)}",
+            "@type": "Assertion",
+        }
+        fraction = _score_fraction(record.get("rawScore"))
+        if fraction is not None:
+            assertion["confidence"] = float(fraction)
+        competency = record.get("competencyId")
+        if isinstance(competency, str):
+            competency = self._comp_url.get(competency, competency)
+        if competency is not None:
+            assertion["competency"] = competency
+        assertion["framework"] = self.out.framework_id
+        assertion["owner"] = [validator_pem]
+        fields = _private_fields(record, learner_pem, validator_pem, fraction)
+        payload = {k: v for k, v in record.items() if k not in ("agentId", "competencyId")}
+        payload_text = dumps_exact(payload)
+        if self._sealer is None:
+            assertion.update(fields)
+            assertion["evidence"] = [payload_text]
+        else:
+            self._sealer.seal(
+                assertion,
+                fields,
+                payload_text,
+                agent=agent,
+                learner_pem=learner_pem,
+                validator_pem=validator_pem,
+            )
+        self.out.objects.append(assertion)
+
+
 def build_fixtures(
     records: Iterable[Mapping[str, Any]],
     *,
@@ -158,148 +345,11 @@ def build_fixtures(
         raise ValueError("encrypted fixtures need the engine's public key (engine_pem)")
     if not id_base.endswith("/"):
         id_base += "/"
-    keys = keys or KeyFactory(seed)
-    engine_pem = kbac.normalize_pem(engine_pem) if engine_pem else None
-    out = CassFixtures()
-    version = version_base
-
-    def next_version() -> int:
-        nonlocal version
-        version += 1
-        return version
-
-    # Framework and competencies.
-    comp_url: dict[str, str] = {}
-    fw_owner = keys.public_pem("framework-owner")
-    comp_ids = []
-    for code, uuid in (competencies or {}).items():
-        short = _short_id("schema.cassproject.org.0.4.Competency", uuid, id_base)
-        comp_url[code] = short
-        comp_url[uuid] = short
-        comp_ids.append(short)
-        out.objects.append(
-            {
-                "@context": ASSERTION_CONTEXT,
-                "@id": f"{short}/{next_version()}",
-                "@type": "Competency",
-                "name": code,
-                "owner": [fw_owner],
-            }
-        )
-    fw_guid = framework_guid or _guid("framework", framework_name)
-    fw_short = _short_id("schema.cassproject.org.0.4.Framework", fw_guid, id_base)
-    out.framework_id = fw_short
-    out.objects.append(
-        {
-            "@context": ASSERTION_CONTEXT,
-            "@id": f"{fw_short}/{next_version()}",
-            "@type": "Framework",
-            "competency": comp_ids,
-            "name": framework_name,
-            "owner": [fw_owner],
-        }
+    sealer = _Sealer(kbac.normalize_pem(engine_pem), seed) if encrypted and engine_pem else None
+    build = _Builder(id_base, keys or KeyFactory(seed), version_base, sealer)
+    build.add_framework(
+        competencies or {}, framework_name, framework_guid or _guid("framework", framework_name)
     )
-
-    wrapped: dict[str, dict[str, str]] = {}  # learner -> recipient PEM -> wrapped secret
-    aes_keys: dict[str, bytes] = {}
-    occurrences: dict[tuple[str, str], int] = {}
-    rng = random.Random(seed + 1)
     for index, record in enumerate(records):
-        agent = record.get("agentId")
-        if not isinstance(agent, str) or not agent:
-            out.skipped.append(f"record #{index + 1}: no agentId, cannot be attributed")
-            continue
-        learner_pem = out.persons.get(agent)
-        if learner_pem is None:
-            learner_pem = keys.public_pem("learner:" + agent)
-            out.persons[agent] = learner_pem
-            fp = kbac.fingerprint(learner_pem)
-            out.objects.append(
-                {
-                    "@context": PERSON_CONTEXT,
-                    "@id": f"{id_base}data/schema.org.Person/{fp}/{next_version()}",
-                    "@type": "Person",
-                    "identifier": agent,
-                    "name": agent,
-                    "owner": [learner_pem],
-                }
-            )
-        validator = record.get("validator")
-        validator_pem = keys.public_pem(
-            "validator:" + (validator if isinstance(validator, str) else "")
-        )
-        evidence_id = record.get("evidenceId")
-        key = (agent, str(evidence_id))
-        occurrences[key] = occurrences.get(key, 0) + 1
-        guid = _guid(agent, str(evidence_id), str(occurrences[key]))
-        at_id = (
-            f"{_short_id('schema.cassproject.org.0.4.Assertion', guid, id_base)}/{next_version()}"
-        )
-        competency = record.get("competencyId")
-        competency_value = (
-            comp_url.get(competency, competency) if isinstance(competency, str) else competency
-        )
-        payload = {k: v for k, v in record.items() if k not in ("agentId", "competencyId")}
-        payload_text = dumps_exact(payload)
-        fraction = _score_fraction(record.get("rawScore"))
-        ms = _timestamp_ms(record.get("timestamp"))
-
-        assertion: dict[str, Any] = {
-            "@context": ASSERTION_CONTEXT,
-            "@id": at_id,
-            "@type": "Assertion",
-        }
-        plain_fields: dict[str, Any] = {"subject": learner_pem, "agent": validator_pem}
-        if ms is not None:
-            plain_fields["assertionDate"] = ms
-        if fraction is not None:
-            plain_fields["negative"] = fraction <= NEGATIVE_THRESHOLD
-            assertion["confidence"] = float(fraction)
-        if competency_value is not None:
-            assertion["competency"] = competency_value
-        assertion["framework"] = fw_short
-        assertion["owner"] = [validator_pem]
-        if encrypted:
-            assert engine_pem is not None
-            aes = aes_keys.get(agent)
-            if aes is None:
-                aes = aes_keys[agent] = rng.randbytes(16)
-            cache = wrapped.setdefault(agent, {})
-            readers = [learner_pem, engine_pem]
-            for pem in [validator_pem, *readers]:
-                if pem not in cache:
-                    cache[pem] = wrap_secret(aes, pem)
-
-            owner_list = [validator_pem]
-            ivs = rng.randbytes
-            for name, value in plain_fields.items():
-                text = (
-                    value
-                    if isinstance(value, str)
-                    else (("true" if value else "false") if isinstance(value, bool) else str(value))
-                )
-                assertion[name] = encrypt_value(
-                    text,
-                    owner_list,
-                    readers,
-                    object_id=at_id,
-                    aes_key=aes,
-                    wrapped=cache,
-                    iv=ivs(16),
-                )
-            assertion["evidence"] = [
-                encrypt_value(
-                    payload_text,
-                    owner_list,
-                    readers,
-                    object_id=at_id,
-                    aes_key=aes,
-                    wrapped=cache,
-                    iv=ivs(16),
-                )
-            ]
-        else:
-            assertion.update(plain_fields)
-            assertion["evidence"] = [payload_text]
-        out.objects.append(assertion)
-    return out
+        build.add_record(index, record)
+    return build.out

@@ -207,7 +207,18 @@ class RalphLRS:
         self._data_file = data_dir / "fs_lrs.jsonl"
         self._data_file.touch()
         self.add(self._statements)
+        port = _free_port()
+        self._launch(python, root, self._server_env(app_dir, data_dir), port)
+        self.origin = f"http://127.0.0.1:{port}"
+        self.base_url = f"{self.origin}/xAPI/"
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
 
+    def _server_env(self, app_dir: Path, data_dir: Path) -> dict[str, str]:
+        """This process's environment without Ralph's or Python's settings, plus ours."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RALPH_", "PYTHON"))}
         env.update(
             {
@@ -219,24 +230,16 @@ class RalphLRS:
                 "RALPH_RUNSERVER_MAX_SEARCH_HITS_COUNT": str(self._max_page_size),
             }
         )
-        port = _free_port()
+        return env
+
+    def _launch(self, python: Path, root: Path, env: dict[str, str], port: int) -> None:
+        """Start one uvicorn worker serving Ralph on *port*, logging to uvicorn.log."""
         self._log = root / "uvicorn.log"
+        command = [str(python), "-m", "uvicorn", "ralph.api:app", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--workers", "1", "--log-level", "warning"]
         with open(self._log, "wb") as log:
             self._process = subprocess.Popen(
-                [
-                    str(python),
-                    "-m",
-                    "uvicorn",
-                    "ralph.api:app",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                    "--log-level",
-                    "warning",
-                ],
+                command,
                 cwd=root,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -244,13 +247,6 @@ class RalphLRS:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.origin = f"http://127.0.0.1:{port}"
-        self.base_url = f"{self.origin}/xAPI/"
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
 
     def add(self, statements: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Append *statements* to the data file (Ralph re-reads it on every GET).

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from ceredis.sources.xapi import (
+from ceredis.sources.xapi_mapping import (
     COMPETENCY,
     CONTEXT,
     DEFAULT_HOME_PAGE,

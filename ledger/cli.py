@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m ledger",
+        prog="ceredis-ledger",
         description="Verify an append-only, hash-chained, Merkle-rooted JSON Lines ledger.",
         epilog="exit codes: 0 good, 1 problem found, 2 unreadable input or bad usage",
     )

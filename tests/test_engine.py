@@ -19,8 +19,8 @@ from ceredis.plan import plan_batch, plan_resume
 from ceredis.referential import bundled_referential
 from ceredis.sample import write_cohort
 from ceredis.stores import parse_store_url
-from ledger.reader import read_ledger
 from ledger import verify_ledger
+from ledger.reader import read_ledger
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,9 @@ def test_report_and_counts(reference):
         "agentId",
         "status",
         "ceredisScore",
+        "bandLevel",
         "cecrlLevel",
+        "domainScores",
         "workerId",
         "durationMs",
         "error",

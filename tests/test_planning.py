@@ -14,7 +14,7 @@ from ceredis.cli import main
 from ceredis.stores import parse_store_url
 from ledger.reader import read_ledger
 
-AGENTS = ["--agent", "L0001", "--agent", "L0002"]
+AGENTS = ["--agent", "L00001", "--agent", "L00002"]
 
 
 def batch(capsys, tmp_path, *argv: str, database: str | None = None) -> tuple[int, str]:

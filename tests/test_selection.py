@@ -33,22 +33,35 @@ def roster(tmp_path: Path) -> Path:
     return path
 
 
-def test_each_selection_records_the_header_form_ledgers_already_hold(roster: Path) -> None:
-    """The header's "selection" bytes are those of the former dict, for every kind."""
+def test_each_selection_records_the_former_header_form_and_binds_its_learner_list(
+    roster: Path,
+) -> None:
+    """The header's "selection" is the former dict plus the learner list it binds (count
+    and hash); a former header still reads back (old ledgers resume)."""
     digest = file_sha256(roster)
     bundled = bundled_roster()
+    bundled_ids = [line.strip() for line in bundled.read_text().splitlines() if line.strip()]
     cases = [
-        (Agents(("L1", "L2")), {"agents": ["L1", "L2"]}),
-        (Roster.of(roster), {"file": str(roster.resolve()), "sha256": digest}),
+        (Agents(("L1", "L2")), {"agents": ["L1", "L2"]}, ["L1", "L2"]),
+        (Roster.of(roster), {"file": str(roster.resolve()), "sha256": digest}, ["L1", "L2", "L3"]),
         (
             Bundled.of(bundled),
             {"file": str(bundled), "sha256": file_sha256(bundled), "bundled": True},
+            [i for i in bundled_ids if not i.startswith("#")],
         ),
-        (EverySourceLearner(), {"all": True}),
+        (EverySourceLearner(), {"all": True}, None),
     ]
-    for selection, former in cases:
-        assert canonical(selection.to_json()) == canonical(former)
+    for selection, former, ids in cases:
+        bound = {} if ids is None else {"learners": _binding(ids)}
+        assert canonical(selection.to_json()) == canonical({**former, **bound})
         assert selection_from_json(former) == selection  # resume reads it back
+        assert selection_from_json(selection.to_json()) == selection
+
+
+def _binding(ids: list[str]) -> dict[str, object]:
+    """The learner list as the header binds it, computed independently."""
+    digest = hashlib.sha256("".join(f"{i}\n" for i in ids).encode()).hexdigest()
+    return {"count": len(ids), "sha256": digest}
 
 
 def test_a_roster_streams_its_ids_skipping_comments_and_blank_lines(roster: Path) -> None:

@@ -14,8 +14,7 @@ from ceredis.engine import run_batch
 from ceredis.plan import plan_batch
 from ceredis.referential import bundled_referential, parse_referential
 from ceredis.sample import write_cohort
-from ledger.reader import read_ledger
-from ledger.writer import LedgerWriter
+from ledger import LedgerWriter, read_ledger
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,8 @@ def test_human_output(batch, capsys):
     ledger, _ = batch
     assert main(["verify", str(ledger)]) == 0
     out = capsys.readouterr().out
-    assert "is intact and reproducible" in out and "40 replayed byte for byte" in out
+    assert "is intact and reproducible" in out and "40 replayed identically" in out
+    assert "resultsRoot recorded in the footer:" in out and "recomputed" not in out
 
 
 def test_edited_score_is_found_by_integrity(batch, tmp_path, capsys):
@@ -178,6 +178,69 @@ def test_database_row_tampering_is_found(batch, tmp_path, capsys):
     code, out = verify(ledger, capsys, "--database", f"sqlite:///{copy_db}")
     assert code == 1
     assert sorted((f["agentId"], f["kind"]) for f in out["findings"]) == [
-        ("L00005", "database: hash mismatch"),
+        ("L00005", "database: result mismatch"),
         ("L00009", "database: row missing"),
     ]
+
+
+def test_summary_counts_what_differed_and_labels_both_roots(batch, tmp_path, capsys):
+    """One resealed edit: 39 identical, 1 differed (not "40 byte for byte")."""
+    ledger, _ = batch
+
+    def raise_score(index, body):
+        if index == 6:
+            body["result"]["ceredisScore"] += Decimal("10.00")
+
+    reseal(ledger, tmp_path / "resealed.jsonl", edit_record=raise_score)
+    code, out = verify(tmp_path / "resealed.jsonl", capsys)
+    assert (code, out["identical"], out["differed"], out["replayed"]) == (1, 39, 1, 40)
+    assert main(["verify", str(tmp_path / "resealed.jsonl")]) == 1
+    text = capsys.readouterr().out
+    assert "39 replayed identically, 1 differed" in text and "byte for byte" not in text
+
+
+def test_a_deleted_line_shows_the_recorded_and_the_recomputed_root(batch, tmp_path, capsys):
+    """The footer's root is printed as recorded, and the records' own root beside it."""
+    ledger, _ = batch
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    recorded = json.loads(lines[-1])["body"]["ledger"]["resultsRoot"]
+    del lines[10]
+    (tmp_path / "cut.jsonl").write_bytes(b"".join(lines))
+    _, out = verify(tmp_path / "cut.jsonl", capsys)
+    assert out["resultsRoot"] == recorded and out["recomputedRoot"] not in (None, recorded)
+    main(["verify", str(tmp_path / "cut.jsonl")])
+    text = capsys.readouterr().out
+    assert f"resultsRoot recorded in the footer:   {recorded}" in text
+    assert f"resultsRoot recomputed from records: {out['recomputedRoot']}" in text
+
+
+def test_integrity_findings_name_the_learner_and_mark_consequences(batch, tmp_path, capsys):
+    """A byte changed on a record line: that line's finding names its learner; the chain
+    break on the next line names its own learner and is marked as a consequence."""
+    ledger, _ = batch
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    target = 5  # 0-based: line 6, learner L00005
+    lines[target] = lines[target].replace(b'"status":"', b'"status":"X', 1)
+    (tmp_path / "flip.jsonl").write_bytes(b"".join(lines))
+    code, out = verify(tmp_path / "flip.jsonl", capsys)
+    assert code == 1
+    by_line = {}
+    for f in out["findings"]:
+        by_line.setdefault(f["line"], []).append(f)
+    assert all(f["agentId"] == "L00005" for f in by_line[6])
+    assert [(f["kind"], f["agentId"], f["consequenceOf"]) for f in by_line[7]] == [
+        ("chain", "L00006", 6)
+    ]
+    main(["verify", str(tmp_path / "flip.jsonl")])
+    assert "line 7, learner L00006: chain:" in capsys.readouterr().out
+
+
+def test_a_line_that_no_longer_parses_still_names_its_learner(batch, tmp_path, capsys):
+    """A record line cut in its middle (not JSON any more) is named from its bytes."""
+    ledger, _ = batch
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    lines[8] = lines[8][:300] + b"\n"
+    (tmp_path / "torn.jsonl").write_bytes(b"".join(lines))
+    code, out = verify(tmp_path / "torn.jsonl", capsys)
+    assert code == 1
+    assert [f["agentId"] for f in out["findings"] if f["line"] == 9][:1] == ["L00008"]

@@ -311,6 +311,13 @@ class FileSource:
         for (agent,) in cursor:
             yield agent
 
+    def count(self) -> int:
+        """How many learners :meth:`agents` lists (cheap: the index answers it)."""
+        (number,) = (
+            self._connection().execute("SELECT COUNT(DISTINCT agent_id) FROM evidence").fetchone()
+        )
+        return number
+
     def ping(self) -> None:
         """Nothing to check: the file was indexed when the source was prepared."""
 

@@ -19,6 +19,7 @@ from ceredis.config import redact_url
 from ceredis.errors import ConfigError
 
 __all__ = [
+    "ProfileRow",
     "ResultRow",
     "ResultStore",
     "RunRow",
@@ -58,6 +59,20 @@ class StoredResult:
     band_level: str | None
     cecrl_level: str | None
     error: str | None
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """A learner's latest profile (``ceredis_profile``): what the institution reads."""
+
+    agent_id: str
+    run_id: str
+    run_started_at: str
+    ceredis_score: Decimal | None
+    band_level: str | None
+    cecrl_level: str | None
+    domain_scores: str | None  # JSON text
     content_hash: str
 
 
@@ -104,6 +119,14 @@ class ResultStore(Protocol):
 
     def iter_result_json(self, run_id: str) -> Iterator[str]:
         """The run's whole result objects (JSON text), ordered by position."""
+        ...
+
+    def iter_rows(self, run_id: str) -> Iterator[ResultRow]:
+        """The run's rows in full, JSON columns as the database's text, by position."""
+        ...
+
+    def iter_profiles(self, run_id: str) -> Iterator[ProfileRow]:
+        """The profile rows that name this run, by learner."""
         ...
 
     def close(self) -> None: ...

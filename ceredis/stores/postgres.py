@@ -27,6 +27,7 @@ class PostgresStore(SqlStore):
         json_cast="::jsonb",
         column_types={"JSON": "jsonb", "SCORE": "numeric(6,2)"},
         score_param=Decimal,  # psycopg binds a Decimal as an exact numeric
+        json_text="{}::text",  # jsonb as text, not parsed into floats
     )
     driver_error: ClassVar[type[Exception]] = psycopg.Error
 

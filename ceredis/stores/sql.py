@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from ceredis.errors import StoreError
 from ceredis.outcome import Status
-from ceredis.stores import ResultRow, RunRow, StoredResult
+from ceredis.stores import ProfileRow, ResultRow, RunRow, StoredResult
 from ceredis.stores.schema import MIGRATIONS, SCHEMA_VERSION, migration_sql
 
 __all__ = ["Dialect", "SqlStore"]
@@ -31,6 +31,7 @@ class Dialect:
     json_cast: str  # appended to a JSON parameter: "::jsonb" or nothing
     column_types: dict[str, str]  # the schema's {JSON} and {SCORE} column types
     score_param: Callable[[Decimal], Any]  # a two-decimal score as the driver binds it
+    json_text: str = "{}"  # a JSON column read back as text: "{}::text" or "{}"
 
     def params(self, count: int) -> str:
         """*count* placeholders, comma-separated."""
@@ -260,13 +261,48 @@ class SqlStore:
             (run_id,),
         )
         for row in rows:
-            score = row[4]
-            yield StoredResult(*row[:4], Decimal(score) if score is not None else None, *row[5:])
+            yield StoredResult(*row[:4], _decimal(row[4]), *row[5:])
+
+    def iter_rows(self, run_id: str) -> Iterator[ResultRow]:
+        as_text = self.dialect.json_text.format
+        rows = self._stream(
+            "SELECT run_id, agent_id, position, status, ceredis_score, band_level, cecrl_level, "
+            f"{as_text('domain_scores')}, {as_text('competencies')}, {as_text('result')}, error, "
+            f"content_hash FROM ceredis_result WHERE run_id = {self.dialect.placeholder} "
+            "ORDER BY position",
+            (run_id,),
+        )
+        for row in rows:
+            yield ResultRow(*row[:4], _decimal(row[4]), *row[5:])
+
+    def iter_profiles(self, run_id: str) -> Iterator[ProfileRow]:
+        rows = self._stream(
+            "SELECT agent_id, run_id, run_started_at, ceredis_score, band_level, cecrl_level, "
+            f"{self.dialect.json_text.format('domain_scores')}, content_hash FROM "
+            f"ceredis_profile WHERE run_id = {self.dialect.placeholder} ORDER BY agent_id",
+            (run_id,),
+        )
+        for row in rows:
+            yield ProfileRow(*row[:3], _decimal(row[3]), *row[4:])
+
+
+def _decimal(score: Any) -> Any:
+    """A stored score as a Decimal (SQLite keeps it as text, PostgreSQL as numeric); text
+    that is no number is returned as it is, for an audit to show."""
+    if score is None:
+        return None
+    try:
+        return Decimal(score)
+    except (InvalidOperation, TypeError, ValueError):
+        return score
 
     def iter_result_json(self, run_id: str) -> Iterator[str]:
         """Each row's whole result object as JSON text, numbers exact, ordered by position."""
-        column = "result::text" if self.dialect == "postgresql" else "result"
-        sql = f"SELECT {column} FROM ceredis_result WHERE run_id = {self.p} ORDER BY position"
+        column = self.dialect.json_text.format("result")
+        sql = (
+            f"SELECT {column} FROM ceredis_result WHERE run_id = {self.dialect.placeholder} "
+            "ORDER BY position"
+        )
         for (text,) in self._stream(sql, (run_id,)):
             yield text
 

@@ -1,0 +1,257 @@
+"""What operators and teachers see: the batch's story, --json, progress, --dry-run, learners,
+--help; each driven through the real command line in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ceredis.cli import _parser
+from ceredis.config import SETTINGS
+from ceredis.referential import bundled_referential
+from ceredis.report import BatchReport
+from ceredis.sample import write_cohort
+from ceredis.sources.files import bundled_cohort
+from ledger import read_ledger
+
+ROOT = Path(__file__).parents[1]
+BOX = set("┏┓┗┛┃━│─└┘┌┐┡┩╇╈┳┻┼")
+BAD = 25  # learners whose only record is invalid: more than the 20 the summary names
+
+
+def ceredis(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run ``python -m ceredis`` as a real process, stdout and stderr captured (no TTY)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ceredis", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    """12 sampled learners, then BAD learners whose evidence is invalid (they fail)."""
+    path = tmp_path_factory.mktemp("ux") / "cohort.jsonl"
+    write_cohort(path, bundled_referential(), 12, seed=3)
+    bad = (
+        {
+            "agentId": f"ZBAD{i:02d}",
+            "competencyId": "1.1",
+            "evidenceId": f"bad-{i}",
+            "evidenceType": "P1",
+            "rawScore": 150,
+            "timestamp": "2026-10-20T10:48:00+02:00",
+        }
+        for i in range(BAD)
+    )
+    with path.open("a", encoding="utf-8") as out:
+        out.writelines(json.dumps(record) + "\n" for record in bad)
+    return path
+
+
+@pytest.fixture(scope="module")
+def json_run(cohort, tmp_path_factory):
+    """One ``batch --all --json`` of the cohort, stdout not a terminal; (process, ledger)."""
+    where = tmp_path_factory.mktemp("run")
+    ledger = where / "run.jsonl"
+    done = ceredis(
+        "batch", "--json", "--all", "--source", str(cohort), "--workers", "2",
+        "--database", f"sqlite:///{where / 'r.sqlite'}", "--ledger", str(ledger),
+        env={"CEREDIS_PROGRESS_INTERVAL": "0.001"},
+    )  # fmt: skip
+    return done, ledger
+
+
+def ledger_facts(ledger: Path) -> tuple[list[dict], dict]:
+    """The ledger's record bodies and its footer body."""
+    records = list(read_ledger(ledger))
+    return [r.body for r in records if r.kind == "record"], records[-1].body
+
+
+def test_batch_json_is_one_document_that_agrees_with_the_ledger(json_run):
+    """stdout holds exactly one JSON object; its counts, levels, failures and resultsRoot
+    are the ledger's."""
+    done, ledger = json_run
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.count("\n") == 1 and done.stdout.endswith("}\n")
+    summary = json.loads(done.stdout)
+    bodies, footer = ledger_facts(ledger)
+    statuses = Counter(b["result"]["status"] for b in bodies)
+    levels = Counter(b["result"]["cecrlLevel"] for b in bodies if b["result"]["status"] == "OK")
+    held = sum(
+        b["result"]["cecrlLevel"] != b["result"]["bandLevel"]
+        for b in bodies
+        if b["result"]["status"] == "OK"
+    )
+    assert (summary["ok"], summary["skipped"], summary["failed"]) == (
+        statuses["OK"],
+        statuses["SKIPPED"],
+        statuses["ERROR"],
+    )
+    assert summary["total"] == len(bodies) == footer["meta"]["counts"]["total"]
+    assert summary["failed"] == BAD and summary["exitCode"] == done.returncode
+    assert summary["levels"] == dict(levels) and summary["heldBelowBand"] == held
+    assert summary["resultsRoot"] == footer["ledger"]["resultsRoot"]
+    failed = [
+        (b["agentId"], b["result"]["error"]) for b in bodies if b["result"]["status"] == "ERROR"
+    ]
+    assert [(f["agentId"], f["error"]) for f in summary["failures"]] == failed[:20]
+    assert summary["failuresNotShown"] == BAD - 20
+    assert summary["ledger"] == str(ledger) and Path(summary["report"]).is_file()
+    assert summary["checkpoint"] is None and summary["runId"] and summary["elapsedSeconds"] > 0
+
+
+def test_the_report_json_says_band_domains_levels_and_the_run(json_run, cohort):
+    """The report file gains the band, domain scores, per-level counts, referential, source,
+    store and engine version, and they agree with the ledger."""
+    done, ledger = json_run
+    summary = json.loads(done.stdout)
+    report = json.loads(Path(summary["report"]).read_text(encoding="utf-8"), parse_float=Decimal)
+    bodies, _ = ledger_facts(ledger)
+    for detail, body in zip(report["details"], bodies, strict=True):
+        assert detail["bandLevel"] == body["result"]["bandLevel"]
+        assert detail["domainScores"] == body["result"]["domainScores"]
+    assert report["levels"] == summary["levels"]
+    assert report["heldBelowBand"] == summary["heldBelowBand"]
+    referential = bundled_referential()
+    assert (report["referentialId"], report["referentialHash"]) == (
+        referential.id,
+        referential.hash,
+    )
+    assert report["source"]["uri"] == str(cohort.resolve())
+    assert report["store"]["kind"] == "sqlite" and report["engineVersion"]
+
+
+def test_progress_lines_go_to_stderr_when_stdout_is_not_a_terminal(json_run):
+    """A cron log shows life: labelled plain lines with a real total for --all."""
+    done, _ = json_run
+    lines = [line for line in done.stderr.splitlines() if line.startswith("progress: ")]
+    total = 12 + BAD
+    assert lines, done.stderr
+    assert f"/{total} learners, ok " in lines[-1]
+    assert all("learners/s" in line and "elapsed" in line for line in lines)
+    assert "remaining" in lines[0] and "failed" in lines[0]
+    assert f"CEREDIS batch: {total} learners from cohort.jsonl" in done.stderr
+
+
+def test_quiet_prints_no_progress(cohort, tmp_path):
+    """--quiet: no progress lines, however short the interval."""
+    done = ceredis(
+        "batch", "--quiet", "--agent", "L00001", "--source", str(cohort),
+        "--database", f"sqlite:///{tmp_path / 'r.sqlite'}", "--ledger", str(tmp_path / "l.jsonl"),
+        env={"CEREDIS_PROGRESS_INTERVAL": "0.001"},
+    )  # fmt: skip
+    assert done.returncode == 0 and "progress: " not in done.stderr
+
+
+def test_the_summary_tells_the_story(cohort, tmp_path):
+    """After the table: levels granted, how many were held below their band, the first 20
+    failed learners with their reason, then where the rest are; plurals agree."""
+    done = ceredis(
+        "batch", "--all", "--source", str(cohort), "--workers", "1",
+        "--database", f"sqlite:///{tmp_path / 'r.sqlite'}", "--ledger", str(tmp_path / "s.jsonl"),
+    )  # fmt: skip
+    assert done.returncode == 1
+    out = done.stdout
+    assert "1 worker;" in out and "1 worker " in out and "1 workers" not in out
+    assert "Levels granted: " in out and "held below their band by the strict level rules" in out
+    assert f"Failed: {BAD} learners" in out
+    named = [line for line in out.splitlines() if line.startswith("  • ZBAD")]
+    assert len(named) == 20 and "rawScore 150 is outside 0–100" in named[0]
+    assert f"… and {BAD - 20} more: see {tmp_path / 's.report.json'}" in out
+
+
+def test_plurals_agree():
+    report = BatchReport(concurrency=1)
+    report.counts.add("OK")
+    assert str(report).startswith("1 learner: ") and "(1 worker," in str(report)
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    """The embedded default, planned: no data directory, ledger, database or report appears."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"CEREDIS_DATA_DIR": str(home / "data"), "CEREDIS_LEDGER_DIR": str(home / "ledgers")}
+    before = tree(home)
+    done = ceredis("batch", "--dry-run", env=env, cwd=home)
+    assert done.returncode == 0, done.stderr
+    assert tree(home) == before == []
+    for label in ("learners", "source", "store", "ledger", "report", "workers", "rate"):
+        assert f"\n  {label} " in done.stdout
+    assert "120 learners" in done.stdout and "bundled cohort" in done.stdout
+    assert "4 workers" in done.stdout and str(home / "ledgers") in done.stdout
+
+
+def test_dry_run_does_not_combine_with_resume(tmp_path):
+    done = ceredis("batch", "--dry-run", "--resume", str(tmp_path / "x.jsonl"))
+    assert done.returncode == 2 and "does not combine with --resume" in done.stderr
+
+
+def test_learners_lists_the_bundled_cohort():
+    """With no source, the bundled cohort's learner ids, one a line, sorted."""
+    done = ceredis("learners")
+    assert done.returncode == 0, done.stderr
+    with bundled_cohort().open(encoding="utf-8") as lines:
+        expected = sorted({json.loads(line)["agentId"] for line in lines if line.strip()})
+    assert done.stdout.splitlines() == expected
+    assert f"{len(expected)} learners in bundled cohort" in done.stderr
+
+
+def test_learners_of_a_file_source(cohort):
+    done = ceredis("learners", "--source", str(cohort))
+    assert done.returncode == 0
+    ids = done.stdout.splitlines()
+    assert len(ids) == 12 + BAD and ids[-1] == f"ZBAD{BAD - 1:02d}" and ids == sorted(ids)
+
+
+def test_every_command_help_ends_with_environment_config_and_examples():
+    """Generated from the settings table: batch names every variable, none drifts."""
+    commands = _parser()._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        text = sub.format_help()
+        environment, _, rest = text.partition("\nenvironment:\n")[2].partition("\n\nconfig file: ")
+        assert environment, f"{name}: no environment section"
+        assert "config.toml (CEREDIS_CONFIG names another)" in rest
+        examples = rest.partition("\n\nexamples:\n")[2].splitlines()
+        assert len(examples) == 2 and all(e.startswith("  ceredis") for e in examples), name
+    batch = ceredis("batch", "--help").stdout
+    for setting in SETTINGS:
+        assert ", ".join(setting.env) in batch
+    assert "CEREDIS_SOURCE, CASS_URL" in ceredis("evaluate", "--help").stdout
+
+
+def test_evaluate_prints_plain_text_when_not_a_terminal():
+    """No box drawing and no 80-column wrapping in cron mail: every rule is one line."""
+    done = ceredis("evaluate", "--agent", "L00001")
+    result = json.loads(ceredis("evaluate", "--agent", "L00001", "--json").stdout)
+    assert done.returncode == 0 and not BOX & set(done.stdout)
+    lines = done.stdout.splitlines()
+    for step in result["levelDecision"]:
+        for check in step["checks"]:
+            assert any(line.endswith(f" {check['rule']}: {check['detail']}") for line in lines)
+    assert any(len(line) > 80 for line in lines)
+
+
+def test_the_ledger_script_is_ceredis_ledger():
+    """The console script collides with nothing, and its help names itself."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["ceredis-ledger"] == "ledger.cli:main" and "ledger" not in scripts
+    done = subprocess.run(
+        [sys.executable, "-m", "ledger", "--help"], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("usage: ceredis-ledger ")
