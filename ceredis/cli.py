@@ -3,7 +3,8 @@
 Each command parses its options, makes one library call, renders the answer with rich
 and returns an exit code. Exit codes: 0 success; 1 the work was done and found
 failures (a learner in ERROR, a ledger mismatch, an invalid referential); 2 usage or
-configuration error (nothing was done); 130 interrupted.
+configuration error (nothing was done); 4 an outage outlasted the budget (the batch
+stopped, resumable); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from rich.console import Console
 from rich.text import Text
 
 from ceredis import __version__
-from ceredis.errors import CeredisError, ConfigError, ReferentialError, ReplayError
+from ceredis.errors import (
+    CeredisError,
+    ConfigError,
+    OutageError,
+    ReferentialError,
+    ReplayError,
+)
 from ledger.canonical import canonical
 from ledger.errors import LedgerError
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OUTAGE = 4  # an outage outlasted the budget: the batch stopped, resumable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     try:
         return args.handler(args)
+    except OutageError as exc:
+        err.print(Text.assemble(("outage: ", "bold red"), str(exc)), soft_wrap=True)
+        return EXIT_OUTAGE
     except (CeredisError, LedgerError) as exc:
         err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         return EXIT_USAGE
@@ -59,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Score learners on a process pool. With nothing configured, scores the "
         "bundled cohort into SQLite under the user data directory (the embedded default).",
         epilog="Exit codes: 0 every learner OK or SKIPPED, 1 some learner failed, 2 usage or "
-        "configuration error (nothing scored).",
+        "configuration error (nothing scored), 4 a database or source outage outlasted "
+        "CEREDIS_OUTAGE_BUDGET (stopped; --resume finishes it).",
     )
     who = batch.add_mutually_exclusive_group()
     who.add_argument(

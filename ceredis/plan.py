@@ -59,6 +59,8 @@ class BatchPlan:
     chunksize: int | None = None
     resume: bool = False  # continue plan.ledger (written by an earlier, killed run)
     embedded: bool = False  # nothing configured: bundled cohort into the embedded SQLite
+    outage_budget: float = 120.0  # seconds an outage is waited out before the batch stops
+    repairs: dict[str, str] | None = None  # the run whose ERROR learners this one rescores
 
     def header(self) -> dict[str, Any]:
         """The ledger header: everything needed to replay or resume, and no secret."""
@@ -74,6 +76,7 @@ class BatchPlan:
             "store": self.store.describe(),
             "selection": self.selection.to_json(),
             "workers": self.workers,
+            **({"repairs": self.repairs} if self.repairs else {}),
         }
 
 
@@ -134,6 +137,7 @@ def plan_batch(
         report=Path(report) if report else ledger_path.with_suffix(".report.json"),
         chunksize=chunksize,
         embedded=settings.source is None and settings.database is None,
+        outage_budget=settings.outage_budget,
     )
 
 
@@ -182,6 +186,7 @@ def plan_resume(
         ledger=ledger,
         report=Path(report) if report else ledger.with_suffix(".report.json"),
         resume=True,
+        outage_budget=settings.outage_budget,
     )
 
 

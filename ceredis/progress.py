@@ -32,6 +32,7 @@ class BatchConsole(ProgressHooks):
         self._bar: Progress | None = None
         self._task = None
         self._failed = 0
+        self._waited: float | None = None  # seconds of the outage last shown, if one lasts
 
     def start(self, plan: BatchPlan, total: int | None, done: int) -> None:
         what = f"{total:,} learners" if total is not None else "every learner of the source"
@@ -52,7 +53,7 @@ class BatchConsole(ProgressHooks):
         if self.quiet:
             return
         self._bar = Progress(
-            TextColumn("[bold]scoring"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[failed]} failed"),
@@ -65,9 +66,26 @@ class BatchConsole(ProgressHooks):
         self._task = self._bar.add_task("scoring", total=total, completed=done, failed=0)
 
     def advance(self, outcome: Outcome) -> None:
+        if self._waited is not None:
+            self._waited = None
+            if self._bar is not None:
+                self._bar.update(self._task, description="scoring")
+            else:
+                self.console.print("the service is back: scoring again", highlight=False)
         if self._bar is not None:
             self._failed += outcome.status == Status.ERROR
             self._bar.update(self._task, advance=1, failed=self._failed)
+
+    def waiting(self, what: str, seconds: float) -> None:
+        """Show "waiting for the database (12 s)" on the bar; without a bar, a line every 10 s."""
+        line = f"waiting for {what} ({seconds:.0f} s)"
+        if self._bar is not None:
+            self._bar.update(self._task, description=line)
+        elif self._waited is None or seconds >= self._waited + 10:
+            self.console.print(line, highlight=False)
+        else:
+            return
+        self._waited = seconds
 
     def stop(self) -> None:
         if self._bar is not None:
