@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
@@ -27,6 +28,9 @@ from ceredis.errors import (
 )
 from ledger.canonical import canonical
 from ledger.errors import LedgerError
+
+if TYPE_CHECKING:
+    from ceredis.plan import BatchPlan
 
 __all__ = ["main"]
 
@@ -99,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="LEDGER",
         help="finish the run recorded in an unfinished ledger (after a crash or a kill)",
+    )
+    batch.add_argument(
+        "--retry-failed",
+        type=Path,
+        metavar="LEDGER",
+        help="score the ERROR learners of a finished run again, as a new run that repairs it",
     )
     batch.add_argument(
         "--chunksize", type=int, metavar="K", help="learners per task (default: automatic)"
@@ -231,9 +241,13 @@ def _batch(args: argparse.Namespace) -> int:
                 "--resume continues a recorded run: its learners, source and ledger come "
                 "from the ledger; give only --database, --workers or --report"
             )
+        if args.retry_failed:
+            raise ConfigError("give either --resume or --retry-failed, not both")
         plan = plan_resume(
             args.resume, database=args.database, workers=args.workers, report=args.report
         )
+    elif args.retry_failed:
+        plan = _retry_failed_plan(args)
     else:
         plan = plan_batch(
             agents=args.agent,
@@ -250,6 +264,26 @@ def _batch(args: argparse.Namespace) -> int:
     report = run_batch(plan, console)
     console.summary(report)
     return report.return_code
+
+
+def _retry_failed_plan(args: argparse.Namespace) -> BatchPlan:
+    """The plan of ``batch --retry-failed LEDGER``: a new run of the run's ERROR learners."""
+    from ceredis.repair import plan_retry_failed
+
+    if args.agent or args.file or args.all:
+        raise ConfigError(
+            "--retry-failed scores the ERROR learners recorded in the ledger: do not choose "
+            "learners with --agent, --file or --all"
+        )
+    return plan_retry_failed(
+        args.retry_failed,
+        source=args.source,
+        database=args.database,
+        workers=args.workers,
+        new_ledger=args.ledger,
+        report=args.report,
+        chunksize=args.chunksize,
+    )
 
 
 def _verify(args: argparse.Namespace) -> int:
