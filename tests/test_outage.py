@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,15 +26,18 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ceredis.engine import run_batch
+from ceredis.engine import ProgressHooks, run_batch
 from ceredis.errors import SourceError, SourceUnavailable
 from ceredis.outage import Patience, store_outage
 from ceredis.plan import plan_batch
 from ceredis.referential import bundled_referential
 from ceredis.sample import write_cohort
+from ceredis.sources.files import read_evidence_file
 from ceredis.sources.http import HttpClient
 from ceredis.sources.retry import RetryPolicy
 from ceredis.stores import parse_store_url
+from doubles.cass_double import CassDouble, Fault
+from doubles.kbac import generate_key
 from ledger.verify import verify_ledger
 
 LEARNERS = 2000
@@ -276,7 +280,6 @@ def test_an_upstream_that_is_down_is_an_outage_a_final_answer_is_not(tmp_path):
     """After its retries, the HTTP client says SourceUnavailable for a refused connection
     and a plain SourceError for a 4xx answer."""
     import http.server
-    import threading
 
     class NotFound(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -309,3 +312,64 @@ def test_patience_backs_off_exponentially_capped_jittered_within_the_budget():
     assert patience.delay(10, 0.5) is None and patience.waited(10) == 10
     patience.reset()
     assert patience.delay(20, 0.999) == pytest.approx(1.0, abs=0.01)
+
+
+class _SourceDownFor(ProgressHooks):
+    """Takes the CaSS double down (503 to everything) after the 60th result, for *seconds*."""
+
+    def __init__(self, cass, seconds: float) -> None:
+        self.cass, self.seconds, self.seen, self.waits = cass, seconds, 0, []
+
+    def advance(self, outcome) -> None:
+        self.seen += 1
+        if self.seen == 60:
+            self.cass.add_fault(Fault.proxy(503))
+            threading.Timer(self.seconds, self.cass.clear_faults).start()
+
+    def waiting(self, what: str, seconds: float) -> None:
+        self.waits.append((what, seconds))
+
+
+def test_an_upstream_outage_is_waited_out(tmp_path, monkeypatch):
+    """A CaSS server answering 503 for 4 s mid-batch, beyond the client's own retries:
+    no learner in ERROR, the file source's root, and "waiting for the evidence source"."""
+    referential = bundled_referential()
+    files = write_cohort(tmp_path / "c.jsonl", referential, 200, seed=3, evidence_per_learner=8)
+    records = [dict(r.fields) for _, agent, r in read_evidence_file(files.evidence) if agent]
+    for name, value in {
+        "CEREDIS_SOURCE_RATE": "1000",
+        "CEREDIS_SOURCE_BURST": "50",
+        "CEREDIS_SOURCE_RETRIES": "1",
+        "CEREDIS_SOURCE_DEADLINE": "1",
+    }.items():
+        monkeypatch.setenv(name, value)  # fmt: skip
+
+    def run(source: str, name: str, hooks=None):
+        plan = plan_batch(agents_file=files.roster, source=source, workers=2,
+                          database=f"sqlite:///{tmp_path / name}.sqlite",
+                          ledger=tmp_path / f"{name}.jsonl")  # fmt: skip
+        return run_batch(plan, hooks)
+
+    expected = run(str(files.evidence), "file")
+    competencies = {cid: c.cass_uuid for cid, c in referential.competencies.items()}
+    with CassDouble.from_evidence(
+        records, competencies=competencies, engine_key=generate_key(), encrypted=False, seed=1
+    ) as cass:
+        for name, value in cass.source_env(tmp_path / "engine.pem").items():
+            monkeypatch.setenv(name, value)
+        hooks = _SourceDownFor(cass, 4)
+        report = run(cass.source_uri, "cass", hooks)
+    assert report.failed == 0 and report.results_root == expected.results_root
+    assert any(what == "the evidence source" and s >= 1 for what, s in hooks.waits)
+
+
+def test_the_outage_budget_setting():
+    """CEREDIS_OUTAGE_BUDGET sets the plan's budget (default 120 s); nonsense is refused."""
+    from ceredis.errors import ConfigError
+    from tests.builders import settings_from
+
+    assert settings_from({}).outage_budget == 120
+    assert settings_from({"CEREDIS_OUTAGE_BUDGET": "2.5"}).outage_budget == 2.5
+    for bad in ("soon", "-1", "nan"):
+        with pytest.raises(ConfigError, match="CEREDIS_OUTAGE_BUDGET: the outage budget"):
+            settings_from({"CEREDIS_OUTAGE_BUDGET": bad})
