@@ -3,9 +3,10 @@
 Each command parses its options, makes one library call, renders the answer with rich
 and returns an exit code. Exit codes: 0 success; 1 the work was done and found
 failures (a learner in ERROR, a ledger mismatch, an invalid referential); 2 usage or
-configuration error (nothing was done); 70 internal error (a bug: one line on stderr, the
-traceback in a private file under the cache directory); 128 + the signal number when
-stopped by a signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+configuration error (nothing was done); 4 an outage outlasted the budget (the batch
+stopped, resumable); 70 internal error (a bug: one line on stderr, the traceback in a
+private file under the cache directory); 128 + the signal number when stopped by a signal
+(130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from rich.console import Console
 from rich.text import Text
 
 from ceredis import __version__
-from ceredis.errors import CeredisError, ConfigError, ReferentialError, ReplayError
+from ceredis.errors import (
+    CeredisError,
+    ConfigError,
+    OutageError,
+    ReferentialError,
+    ReplayError,
+)
 from ledger.canonical import canonical
 from ledger.errors import LedgerError
 
@@ -36,6 +43,7 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 _UNWRAPPED = 10_000  # a console width no line reaches: text to a file is never wrapped
+EXIT_OUTAGE = 4  # an outage outlasted the budget: the batch stopped, resumable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     try:
         return args.handler(args)
+    except OutageError as exc:
+        err.print(Text.assemble(("outage: ", "bold red"), str(exc)), soft_wrap=True)
+        return EXIT_OUTAGE
     except (CeredisError, LedgerError) as exc:
         err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
         return EXIT_USAGE
@@ -103,8 +114,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Score learners on a process pool. With nothing configured, scores the "
         "bundled cohort into SQLite under the user data directory (the embedded default).",
         epilog="Exit codes: 0 every learner OK or SKIPPED, 1 some learner failed, 2 usage or "
-        "configuration error (nothing scored), 70 internal error, 130/143/129 stopped by "
-        "SIGINT/SIGTERM/SIGHUP (the ledger is resumable).",
+        "configuration error (nothing scored), 4 a database or source outage outlasted "
+        "CEREDIS_OUTAGE_BUDGET (stopped; --resume finishes it), 70 internal error, "
+        "130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (the ledger is resumable).",
     )
     who = batch.add_mutually_exclusive_group()
     who.add_argument(
@@ -132,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="LEDGER",
         help="finish the run recorded in an unfinished ledger (after a crash or a kill)",
+    )
+    batch.add_argument(
+        "--retry-failed",
+        type=Path,
+        metavar="LEDGER",
+        help="score the ERROR learners of a finished run again, as a new run that repairs it",
     )
     batch.add_argument(
         "--chunksize", type=int, metavar="K", help="learners per task (default: automatic)"
@@ -464,9 +482,13 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
                 "--resume continues a recorded run: its learners, source and ledger come "
                 "from the ledger; give only --database, --workers or --report"
             )
+        if args.retry_failed:
+            raise ConfigError("give either --resume or --retry-failed, not both")
         return plan_resume(
             args.resume, database=args.database, workers=args.workers, report=args.report
         )
+    if args.retry_failed:
+        return _retry_failed_plan(args)
     return plan_batch(
         agents=args.agent,
         agents_file=args.file,
@@ -517,6 +539,26 @@ def _interrupted(stop: Interrupted, plan: BatchPlan | None) -> None:
         Text.assemble((f"interrupted by {stop.name}: ", "bold red"), after),
         highlight=False,
         soft_wrap=True,
+    )
+
+
+def _retry_failed_plan(args: argparse.Namespace) -> BatchPlan:
+    """The plan of ``batch --retry-failed LEDGER``: a new run of the run's ERROR learners."""
+    from ceredis.repair import plan_retry_failed
+
+    if args.agent or args.file or args.all:
+        raise ConfigError(
+            "--retry-failed scores the ERROR learners recorded in the ledger: do not choose "
+            "learners with --agent, --file or --all"
+        )
+    return plan_retry_failed(
+        args.retry_failed,
+        source=args.source,
+        database=args.database,
+        workers=args.workers,
+        new_ledger=args.ledger,
+        report=args.report,
+        chunksize=args.chunksize,
     )
 
 

@@ -108,6 +108,7 @@ class Settings:
 
     max_workers: int = DEFAULT_WORKERS
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL  # s between non-TTY progress lines
+    outage_budget: float = 120.0  # seconds a store or source outage is waited out
     source: str | None = None
     database: str | None = field(default=None, repr=False)  # a URL may hold a password
     http: HttpSettings = HttpSettings()
@@ -205,6 +206,18 @@ def _interval(value: Any, origin: str) -> float:
     return seconds
 
 
+def _budget(value: Any, origin: str) -> float:
+    try:
+        seconds = float(value.strip() if isinstance(value, str) else value)
+        if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{origin}: the outage budget must be a non-negative number of seconds, not {value!r}"
+        ) from None
+    return seconds
+
+
 def whole_number(value: Any, what: str, low: int, high: int, *, hint: str = "") -> int:
     """*value* (an int, or its decimal text) within [*low*, *high*]; or a ConfigError."""
     try:
@@ -239,6 +252,8 @@ SETTINGS: tuple[Setting, ...] = (
             "worker processes", "--workers"),
     Setting("progress_interval", "progress_interval", ("CEREDIS_PROGRESS_INTERVAL",),
             _interval, "30", "seconds between progress lines when stdout is not a terminal"),
+    Setting("outage_budget", "outage_budget", ("CEREDIS_OUTAGE_BUDGET",), _budget, "120",
+            "longest database or source outage waited out before the batch stops (s)"),
     Setting("source", "source", ("CEREDIS_SOURCE", "CASS_URL"), _text, "the bundled cohort",
             "evidence source URI", "--source"),
     Setting("database", "database", ("CEREDIS_DATABASE_URL", "DATABASE_URL"), _text,

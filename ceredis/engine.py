@@ -8,13 +8,14 @@ count, the chunking or the restarts.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 from ceredis import __version__
-from ceredis.errors import ReplayError
+from ceredis.errors import OutageError, ReplayError
 from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan, utc_now
 from ceredis.pool import Task, scored
@@ -27,7 +28,7 @@ from ceredis.sources.ratelimit import limiter_for
 from ceredis.stores import ResultStore, RunRow
 from ledger import LedgerWriter, Repair, read_ledger
 
-__all__ = ["ProgressHooks", "evaluate_agent", "run_batch"]
+__all__ = ["ProgressHooks", "evaluate_agent", "resume_command", "run_batch"]
 
 _CHECK_STEP = 1000  # on resume, report progress every this many recorded learners checked
 
@@ -50,6 +51,9 @@ class ProgressHooks:
     def start(self, plan: BatchPlan, total: int | None, done: int) -> None: ...
 
     def advance(self, outcome: Outcome) -> None: ...
+
+    def waiting(self, what: str, seconds: float) -> None:
+        """An outage of *what* ("the database") is being waited out, for *seconds* so far."""
 
     def stop(self) -> None: ...
 
@@ -81,6 +85,11 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
     try:
         _record_all(plan, writer, report, report_file, progress)
         finished = True
+    except OutageError as exc:
+        raise OutageError(
+            f"{exc}. The batch stopped; the ledger {plan.ledger} is incomplete and can be "
+            f"finished once the service is back: {resume_command(plan)}"
+        ) from None
     finally:
         progress.stop()
         if not finished:
@@ -90,6 +99,14 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
     report_file.finish(report)
     _with_store(plan, lambda store: store.finish_run(_finished_row(plan, report)))
     return report
+
+
+def resume_command(plan: BatchPlan) -> str:
+    """The exact command that finishes *plan*'s run from its ledger."""
+    command = f"python -m ceredis batch --resume {shlex.quote(str(plan.ledger))}"
+    if "***" in plan.store.display:  # the ledger does not keep the password
+        command += " --database URL"
+    return command
 
 
 def _with_store(plan: BatchPlan, use: Callable[[ResultStore], None]) -> None:
@@ -122,7 +139,7 @@ def _record_all(
     learners = LearnerTally()
     tasks = _tasks(plan, report, report_file, done, limiter, learners, progress)
     progress.start(plan, plan.selection.count(), done)
-    for outcome in scored(plan, tasks, limiter):
+    for outcome in scored(plan, tasks, limiter, progress.waiting):
         # Workers encode records with ledger.canonical: the serial parent need not
         # re-parse them (verify checks every line's canonical form anyway).
         writer.append_canonical(outcome.record, check=False)

@@ -6,7 +6,10 @@
     ├── EvidenceFileError      an evidence export cannot be read (line numbers given)
     ├── SourceError            an evidence source failed for one learner or at start
     │   └── NotInSource        a source that lists all its learners does not know this id
+    │   └── SourceUnavailable  the source is down (after its own retries): an outage
     ├── StoreError             the result store failed (connection, schema, conflict)
+    │   └── StoreUnavailable   the database is down (refused, shutting down, disk full…)
+    ├── OutageError            an outage outlasted the budget: the batch stopped, resumable
     └── ReplayError            a ledger cannot be replayed (unknown format, bad header)
 
 Every error is built from one message string, so it pickles across the worker pool
@@ -21,10 +24,13 @@ __all__ = [
     "ConfigError",
     "EvidenceFileError",
     "NotInSource",
+    "OutageError",
     "ReferentialError",
     "ReplayError",
     "SourceError",
+    "SourceUnavailable",
     "StoreError",
+    "StoreUnavailable",
 ]
 
 
@@ -59,3 +65,15 @@ class StoreError(CeredisError):
 
 class ReplayError(CeredisError):
     """A ledger cannot be replayed: unknown format or a header without a referential."""
+
+
+class SourceUnavailable(SourceError):
+    """The evidence source is down (connection, timeout, 5xx, 429 after every retry)."""
+
+
+class StoreUnavailable(StoreError):
+    """The result store is down: the connection, not a row, failed."""
+
+
+class OutageError(CeredisError):
+    """A store or source outage lasted beyond the outage budget; the batch stopped."""

@@ -62,6 +62,8 @@ class BatchPlan:
     chunksize: int | None = None
     resume: bool = False  # continue plan.ledger (written by an earlier, killed run)
     embedded: bool = False  # nothing configured: bundled cohort into the embedded SQLite
+    outage_budget: float = 120.0  # seconds an outage is waited out before the batch stops
+    repairs: dict[str, str] | None = None  # the run whose ERROR learners this one rescores
 
     def header(self) -> dict[str, Any]:
         """The ledger header: everything needed to replay or resume, and no secret."""
@@ -77,6 +79,7 @@ class BatchPlan:
             "store": self.store.describe(),
             "selection": self.selection.to_json(),
             "workers": self.workers,
+            **({"repairs": self.repairs} if self.repairs else {}),
         }
 
 
@@ -149,6 +152,7 @@ def plan_batch(
         report=report_path,
         chunksize=chunksize,
         embedded=settings.source is None and settings.database is None,
+        outage_budget=settings.outage_budget,
     )
 
 
@@ -200,6 +204,7 @@ def plan_resume(
         ledger=ledger,
         report=report_path,
         resume=True,
+        outage_budget=settings.outage_budget,
     )
 
 

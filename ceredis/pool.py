@@ -7,23 +7,33 @@ canonical ledger records; results come back in input order. ``Pool.imap`` blocks
 when a worker is killed (CPython gh-66587), so the parent watches the workers' pids:
 when one dies, the pool is replaced, the unfinished chunks are fed again, and the learner
 that was in flight is retried once, then recorded as ``ERROR``.
+
+An outage of the database or the evidence source (``ceredis.outage``) is waited out
+where it happens, in the worker: it keeps its chunk, reconnects and retries with capped,
+jittered exponential backoff, so no learner becomes ``ERROR`` for it and the parent's
+input order is untouched. The worker publishes "waiting since" in a shared array for the
+parent's progress line; past the outage budget it raises :class:`OutageError` for the
+chunk, and the parent stops the batch with the ledger incomplete and resumable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import random
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ceredis import __version__
-from ceredis.errors import CeredisError
+from ceredis.errors import CeredisError, OutageError, SourceUnavailable, StoreUnavailable
 from ceredis.evidence import submitted
+from ceredis.outage import Patience
 from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan
 from ceredis.record import EncodedRecord, encode_record, score_learner
@@ -38,6 +48,8 @@ MAX_CHUNK = 64
 CHUNK_SECONDS = 0.25  # aim for chunks of about this duration (dispatch cost ≪ work)
 _POLL = 0.25  # seconds between dead-worker checks while the head of the queue waits
 _FORK = mp.get_context("fork")  # workers inherit the plan; nothing is opened before fork
+_WAITING_FOR = {1: "the database", 2: "the evidence source"}  # codes in WorkerContext.waits
+_T = TypeVar("_T")
 
 
 class Task(NamedTuple):
@@ -61,6 +73,8 @@ class WorkerContext:
     slot_counter: Any
     parent_pid: int
     limiter: Any = None
+    waits: Any = None  # shared array: (what code, monotonic start) of each slot's outage
+    outage_budget: float = 120.0
 
 
 class _Worker:
@@ -79,32 +93,70 @@ class _Worker:
         self.source: Any = None
         self.store: Any = None
         self.source_error = self.store_error = None
-        self._connect()
+        self._random = random.Random()
+        with contextlib.suppress(SourceUnavailable, StoreUnavailable):
+            self._connect()  # an outage at start: run() waits for it
 
     def _connect(self) -> None:
+        """Open what is not open; an outage raises (to be waited out), other errors are
+        recorded for the learners."""
         if self.source is None:
             try:
                 self.source = self.context.source.open(limiter=self.context.limiter)
+            except SourceUnavailable:
+                raise
             except CeredisError as exc:
                 self.source_error = f"evidence source unavailable in this worker: {exc}"
         if self.store is None:
             try:
                 self.store = self.context.store.open()
+            except StoreUnavailable:
+                raise
             except CeredisError as exc:
                 self.store_error = f"result store unavailable in this worker: {exc}"
 
     def run(self, chunk: Sequence[Task]) -> list[Outcome]:
-        self._connect()
+        self._patiently(self._connect)
         slots = self.context.slots
         scored = []
         for task in chunk:
             slots[2 * self.slot + 1] = task.index
             started = time.perf_counter()
-            result, inputs = self._score(task)
+            result, inputs = self._patiently(lambda task=task: self._score(task))
             scored.append((task, result, inputs, (time.perf_counter() - started) * 1000))
-        outcomes = self._store(scored)
+        outcomes = self._patiently(lambda: self._store(scored))
         slots[2 * self.slot + 1] = -1
         return outcomes
+
+    def _patiently(self, call: Callable[[], _T]) -> _T:
+        """*call*, retried through a store or source outage until the outage budget."""
+        patience = Patience(self.context.outage_budget)
+        while True:
+            try:
+                value = call()
+            except (StoreUnavailable, SourceUnavailable) as exc:
+                now = time.monotonic()
+                delay = patience.delay(now, self._random.random())
+                what = 1 if isinstance(exc, StoreUnavailable) else 2
+                if delay is None:
+                    self._publish(0, 0.0)
+                    raise OutageError(
+                        f"{_WAITING_FOR[what]} was unavailable for {patience.waited(now):.0f} s, "
+                        f"beyond the outage budget of {patience.budget:g} s "
+                        f"(CEREDIS_OUTAGE_BUDGET): {exc}"
+                    ) from None
+                self._publish(what, patience.since or now)
+                time.sleep(delay)
+                continue
+            if patience.since is not None:
+                self._publish(0, 0.0)
+            return value
+
+    def _publish(self, what: int, since: float) -> None:
+        """Tell the parent this worker waits for *what* since *since* (0: it does not)."""
+        waits = self.context.waits
+        if waits is not None:
+            waits[2 * self.slot], waits[2 * self.slot + 1] = what, since
 
     def _score(self, task: Task) -> tuple[dict[str, Any], dict[str, Any] | None]:
         referential = self.context.referential
@@ -115,6 +167,8 @@ class _Worker:
             return error_result(task.agent_id, referential, self.source_error), None
         try:
             records = [submitted(r) for r in self.source.fetch(task.agent_id)]
+        except SourceUnavailable:
+            raise  # an outage, not this learner's evidence: waited out by run()
         except CeredisError as exc:
             return error_result(task.agent_id, referential, f"evidence source: {exc}"), None
         except Exception as exc:  # a bug for one learner must not stop the batch: record it
@@ -140,6 +194,8 @@ class _Worker:
         else:
             try:
                 errors = self.store.write_results(rows, self.context.run_started_at)
+            except StoreUnavailable:
+                raise  # the database is down, not these learners' rows: waited out by run()
             except Exception as exc:  # recorded for each learner of the chunk, not raised
                 message = f"internal error in the result store: {type(exc).__name__}: {exc}"
                 errors = {row.agent_id: message for row in rows}
@@ -278,14 +334,21 @@ class _WorkerDied(Exception):
         self.indexes = indexes
 
 
-def scored(plan: BatchPlan, tasks: Iterator[Task], limiter: Any) -> Iterator[Outcome]:
-    """Score *tasks* on a pool, in order, surviving killed workers."""
+def scored(
+    plan: BatchPlan,
+    tasks: Iterator[Task],
+    limiter: Any,
+    waiting: Callable[[str, float], None] | None = None,
+) -> Iterator[Outcome]:
+    """Score *tasks* on a pool, in order, surviving killed workers and waiting out outages
+    (``waiting(what, seconds)`` is told while one lasts); raise OutageError past the budget."""
     ctx = _FORK
     pending: deque[list[Task]] = deque()
     deaths: dict[int, int] = {}
     seconds = 0.0
     while True:
         slots = ctx.Array("q", 2 * (2 * plan.workers + 8), lock=False)
+        waits = ctx.Array("d", len(slots), lock=False)
         context = WorkerContext(
             plan.run_id,
             plan.started_at,
@@ -296,6 +359,8 @@ def scored(plan: BatchPlan, tasks: Iterator[Task], limiter: Any) -> Iterator[Out
             ctx.Value("i", 0),
             os.getpid(),
             limiter,
+            waits,
+            plan.outage_budget,
         )
         feeder = _Feeder(pending, tasks, 2 * plan.workers + 2, plan.chunksize, seconds)
         pool = ctx.Pool(plan.workers, initializer=_init_worker, initargs=(context,))
@@ -310,6 +375,7 @@ def scored(plan: BatchPlan, tasks: Iterator[Task], limiter: Any) -> Iterator[Out
                     dead = _dead_slots(slots)
                     if dead is not None:
                         raise _WorkerDied(dead) from None
+                    _tell_waiting(waits, waiting)
                     continue
                 feeder.consumed()
                 yield from chunk
@@ -336,6 +402,17 @@ def _dead_slots(slots: Any) -> list[int] | None:
                 dead.append(index)
             slots[i] = 0  # count each death once
     return dead
+
+
+def _tell_waiting(waits: Any, waiting: Callable[[str, float], None] | None) -> None:
+    """Tell *waiting* about the longest outage a worker is waiting out, if any."""
+    longest = None
+    for i in range(0, len(waits), 2):
+        what, since = int(waits[i]), waits[i + 1]
+        if what and (longest is None or since < longest[1]):
+            longest = (what, since)
+    if longest is not None and waiting is not None:
+        waiting(_WAITING_FOR[longest[0]], time.monotonic() - longest[1])
 
 
 def _alive(pid: int) -> bool:

@@ -66,6 +66,7 @@ class BatchConsole(ProgressHooks):
         self._done = 0
         self._started = self._last = 0.0
         self._checks: Progress | None = None
+        self._waited: float | None = None  # seconds of the outage last shown, if one lasts
 
     def start(self, plan: BatchPlan, total: int | None, done: int) -> None:
         total = total if total is not None else source_total(plan)
@@ -75,7 +76,7 @@ class BatchConsole(ProgressHooks):
         if self.quiet or not self.console.is_terminal:
             return
         self._bar = Progress(
-            TextColumn("[bold]scoring"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("ok {task.fields[ok]:,} · skipped {task.fields[skipped]:,} · "
@@ -125,6 +126,12 @@ class BatchConsole(ProgressHooks):
 
     def advance(self, outcome: Outcome) -> None:
         self.counts.add(outcome.status)
+        if self._waited is not None:
+            self._waited = None
+            if self._bar is not None:
+                self._bar.update(self._task, description="scoring")
+            else:
+                self.console.print("the service is back: scoring again", highlight=False)
         if self._bar is not None:
             fields = self.counts.by_status()
             self._bar.update(self._task, advance=1, **fields)  # type: ignore[arg-type]
@@ -147,6 +154,17 @@ class BatchConsole(ProgressHooks):
         if self._total is not None and rate > 0:
             line += f", remaining ~{_clock(max(self._total - done, 0) / rate)}"
         return line
+
+    def waiting(self, what: str, seconds: float) -> None:
+        """Show "waiting for the database (12 s)" on the bar; without a bar, a line every 10 s."""
+        line = f"waiting for {what} ({seconds:.0f} s)"
+        if self._bar is not None:
+            self._bar.update(self._task, description=line)
+        elif self._waited is None or seconds >= self._waited + 10:
+            self.console.print(line, highlight=False)
+        else:
+            return
+        self._waited = seconds
 
     def stop(self) -> None:
         if self._checks is not None:

@@ -224,7 +224,7 @@ class CassSource(RemoteSource):
         try:
             info = self._http.get_json("ping")
         except SourceError as exc:
-            raise SourceError(f"cannot reach CaSS: {exc}") from None
+            raise type(exc)(f"cannot reach CaSS: {exc}") from None
         if not isinstance(info, dict) or info.get("ping") != "pong":
             raise SourceError(
                 f'{self.name}: /api/ping did not answer like CaSS (no "ping": "pong"); '

@@ -34,7 +34,7 @@ from typing import Any
 import urllib3
 
 from ceredis import exactjson
-from ceredis.errors import ConfigError, SourceError
+from ceredis.errors import ConfigError, SourceError, SourceUnavailable
 from ceredis.sources.ratelimit import RateLimiter
 from ceredis.sources.retry import (
     ENV_DEADLINE,
@@ -486,7 +486,19 @@ class HttpClient:
             message = f"{what} failed: {reason}; last error: {failure.describe()}"
         message = self.redact(message)
         log.warning("%s", message)
-        return SourceError(message)
+        return (SourceUnavailable if _upstream_down(failure, decision) else SourceError)(message)
+
+
+def _upstream_down(failure: Failure | None, decision: Decision | None) -> bool:
+    """Whether a final failure means the server is down (an outage to wait out) rather than
+    a final answer about this request (a 4xx, an undecodable body)."""
+    if failure is None:  # the deadline or the shared rate limit ran out
+        return True
+    if decision is not None and decision.kind is Verdict.NOT_RETRYABLE:
+        return False
+    if failure.kind == "status":
+        return failure.status is not None and (failure.status >= 500 or failure.status == 429)
+    return failure.kind in ("connection", "timeout", "truncated")
 
 
 def _transport_detail(exc: BaseException) -> str:

@@ -217,7 +217,7 @@ class XapiSource(RemoteSource):
         try:
             self._page("statements", {"limit": "1"})
         except SourceError as exc:
-            raise SourceError(f"the xAPI source cannot start: {exc}") from None
+            raise type(exc)(f"the xAPI source cannot start: {exc}") from None
 
     # -- HTTP --------------------------------------------------------------------------
 

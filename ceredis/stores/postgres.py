@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import psycopg
 
 from ceredis.config import redact_url, scrub
-from ceredis.errors import StoreError
+from ceredis.errors import StoreError, StoreUnavailable
+from ceredis.outage import store_outage
 from ceredis.stores.sql import Dialect, SqlStore
 
 __all__ = ["PostgresStore"]
@@ -38,7 +39,8 @@ class PostgresStore(SqlStore):
         try:
             self.conn = self._connect()
         except psycopg.Error as exc:
-            raise StoreError(
+            kind = StoreUnavailable if store_outage(exc) else StoreError
+            raise kind(
                 f"cannot connect to PostgreSQL at {redact_url(url)}: {self._error(exc)} — "
                 "check the URL (--database or CEREDIS_DATABASE_URL) and that the server runs"
             ) from None
@@ -46,7 +48,7 @@ class PostgresStore(SqlStore):
             self._migrate()
         except psycopg.Error as exc:
             self.conn.close()
-            raise StoreError(
+            raise (StoreUnavailable if store_outage(exc) else StoreError)(
                 f"cannot create or migrate the CEREDIS schema at {redact_url(url)}: "
                 f"{self._error(exc)}"
             ) from None
@@ -63,6 +65,9 @@ class PostgresStore(SqlStore):
         if self.conn.broken or self.conn.closed:
             self.conn.close()
             self.conn = self._connect()
+
+    def _drop_connection(self) -> None:
+        self.conn.close()  # a failed pipeline can leave it busy without marking it broken
 
     @property
     def backend_pid(self) -> int:

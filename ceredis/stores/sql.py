@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from ceredis.errors import StoreError
+from ceredis.errors import StoreError, StoreUnavailable
+from ceredis.outage import store_outage
 from ceredis.outcome import Status
 from ceredis.stores import ProfileRow, ResultRow, RunRow, StoredResult
 from ceredis.stores.schema import MIGRATIONS, SCHEMA_VERSION, migration_sql
@@ -86,6 +87,9 @@ class SqlStore:
 
     def _reconnect_if_lost(self) -> None:
         """Open a new connection if the server dropped this one (a restart, a failover)."""
+
+    def _drop_connection(self) -> None:
+        """Forget a connection an outage left in an unknown state (reopened on next use)."""
 
     def _error(self, exc: Exception) -> str:
         """A one-line, secret-free description of a driver error."""
@@ -170,6 +174,9 @@ class SqlStore:
             with self._transaction():
                 return self._write(rows, run_started_at)
         except self.driver_error as exc:
+            if store_outage(exc):  # the database is down: no learner's fault, wait it out
+                self._drop_connection()
+                raise StoreUnavailable(f"database unavailable: {self._error(exc)}") from None
             if len(rows) == 1:
                 return {rows[0].agent_id: f"database error: {self._error(exc)}"}
         # Isolate the failure: one transaction per learner, so only the culprit fails.

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ceredis.errors import StoreError
+from ceredis.errors import StoreError, StoreUnavailable
+from ceredis.outage import store_outage
 from ceredis.stores.sql import Dialect, SqlStore
 
 __all__ = ["SqliteStore"]
@@ -40,7 +41,8 @@ class SqliteStore(SqlStore):
             self.conn.execute("PRAGMA foreign_keys = ON")
             self._migrate()
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the SQLite database {self.path}: {exc}") from None
+            kind = StoreUnavailable if store_outage(exc) else StoreError
+            raise kind(f"cannot open the SQLite database {self.path}: {exc}") from None
 
     def _use_wal(self, deadline: float) -> None:
         # Switching a new file to WAL can fail with "database is locked" at once, without
