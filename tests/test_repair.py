@@ -40,7 +40,7 @@ def test_retry_failed_rescores_exactly_the_error_learners(tmp_path, referential,
     header = verify_ledger(repair).header
     assert header["repairs"] == {"runId": original["runId"], "ledgerSha256": file_sha256(ledger)}
     assert header["runId"] != original["runId"]
-    assert header["selection"] == {"agents": ["L2", "L4"]}
+    assert header["selection"]["agents"] == ["L2", "L4"]
     assert header["store"] == original["store"]  # the run's database by default
     assert [(b["agentId"], b["result"]["status"]) for b in _records(repair)] == [
         ("L2", "OK"),
