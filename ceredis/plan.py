@@ -59,6 +59,7 @@ class BatchPlan:
     chunksize: int | None = None
     resume: bool = False  # continue plan.ledger (written by an earlier, killed run)
     embedded: bool = False  # nothing configured: bundled cohort into the embedded SQLite
+    signing_key: Path | None = None  # signs the finished run's checkpoint (CEREDIS_SIGNING_KEY)
 
     def header(self) -> dict[str, Any]:
         """The ledger header: everything needed to replay or resume, and no secret."""
@@ -134,6 +135,7 @@ def plan_batch(
         report=Path(report) if report else ledger_path.with_suffix(".report.json"),
         chunksize=chunksize,
         embedded=settings.source is None and settings.database is None,
+        signing_key=settings.signing_key,
     )
 
 
@@ -166,10 +168,11 @@ def plan_resume(
     if isinstance(selection, Roster):
         selection.check_unchanged()
     store_url = settings.database or header["store"]["url"]
-    if "***" in store_url:
+    if settings.database is None and (header["store"].get("reduced") or "***" in store_url):
         raise ConfigError(
-            "the run's database URL holds a password, which the ledger does not keep: "
-            "give it again with --database or CEREDIS_DATABASE_URL"
+            f"the run's database URL ({header['store']['url']}) held a password or options, "
+            "which the ledger never keeps: give the whole URL again with --database or "
+            "CEREDIS_DATABASE_URL"
         )
     return BatchPlan(
         run_id=header["runId"],
@@ -182,6 +185,7 @@ def plan_resume(
         ledger=ledger,
         report=Path(report) if report else ledger.with_suffix(".report.json"),
         resume=True,
+        signing_key=settings.signing_key,
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ceredis.outcome import Counts, Outcome
+from ceredis.private import create_private, private_dir
 from ledger.canonical import canonical
 
 __all__ = ["BatchReport", "ReportFile"]
@@ -33,6 +34,7 @@ class BatchReport:
     report: Path | None = None
     results_root: str | None = None
     run_id: str = ""
+    completed: bool = False  # the ledger was already finished: only the rows were completed
 
     @property
     def total(self) -> int:
@@ -72,9 +74,10 @@ class ReportFile:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._partial = self.path.with_name(self.path.name + ".partial")
-        self._file: IO[bytes] = open(self._partial, "wb")  # noqa: SIM115 - closed in finish
+        self._partial.unlink(missing_ok=True)  # an interrupted run's: created anew, private
+        self._file: IO[bytes] = os.fdopen(create_private(self._partial), "wb")
         self._file.write(b'{"details":[')
         self._first = True
 
