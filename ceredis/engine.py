@@ -66,7 +66,11 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
     _with_store(plan, lambda store: store.start_run(_run_row(plan)))
     writer = _open_ledger(plan)
     if plan.resume:  # the store may lack the learners already recorded (another database)
-        _with_store(plan, lambda store: _write_recorded(plan, store))
+        try:
+            _with_store(plan, lambda store: _write_recorded(plan, store))
+        except BaseException:
+            writer.close()
+            raise
     report = BatchReport(
         concurrency=plan.workers,
         started_at=plan.started_at,

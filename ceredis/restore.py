@@ -20,7 +20,9 @@ from ceredis.plan import LEDGER_KIND
 from ceredis.pool import Task, _row
 from ceredis.record import encode_record
 from ceredis.stores import ResultRow, ResultStore, RunRow, StoreSpec
-from ledger import VerifyReport, read_ledger, verify_ledger
+from ledger import LedgerError, VerifyReport, read_ledger, verify_ledger
+from ledger.checkpoint import Checkpoint
+from ledger.note import parse_note
 
 __all__ = [
     "Restored",
@@ -138,7 +140,7 @@ def restore_run(ledger: str | PathLike[str], spec: StoreSpec) -> Restored:
         store.start_run(run_row(header, ledger))
         restored = write_recorded(ledger, store, header["runId"], header["startedAt"])
         if report.complete:
-            checkpoint = _read_text(checkpoint_path(ledger))
+            checkpoint = _checkpoint_of(checkpoint_path(ledger), report)
             store.finish_run(finished_row(report, checkpoint))
             restored.finished = True
     finally:
@@ -146,12 +148,22 @@ def restore_run(ledger: str | PathLike[str], spec: StoreSpec) -> Restored:
     return restored
 
 
-def _read_text(path: Path) -> str | None:
-    """A small text file's content, or None when it does not exist."""
+def _checkpoint_of(path: Path, report: VerifyReport) -> str | None:
+    """The checkpoint text beside the ledger (None if absent), refused unless it names
+    the ledger's tree: a run row never records another run's checkpoint."""
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
+        checkpoint = Checkpoint.parse(parse_note(text).text)
     except FileNotFoundError:
         return None
+    except (OSError, UnicodeError, LedgerError) as exc:
+        raise ReplayError(f"cannot use the checkpoint {path}: {exc}") from None
+    if (checkpoint.size, checkpoint.root_hex) != (report.count, report.root):
+        raise ReplayError(
+            f"the checkpoint {path} signs {checkpoint.size} records, root "
+            f"{checkpoint.root_hex}; the ledger holds {report.count}, root {report.root}"
+        )
+    return text
 
 
 def unfinished_run(ledger: str | PathLike[str], url: str) -> str | None:

@@ -114,7 +114,7 @@ def test_csv_header_is_checked(tmp_path):
     ("uri", "message"),
     [
         ("missing.jsonl", "evidence file missing.jsonl does not exist"),
-        ("http://user:secret@host/x", "unknown evidence source 'http://user:***@host/x'"),
+        ("http://user:secret@host/x", "unknown evidence source 'http://user@host/x'"),
     ],
 )
 def test_bad_source_uris(uri, message):
