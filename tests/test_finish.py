@@ -216,3 +216,23 @@ def test_resume_asks_for_a_reduced_url_again(tmp_path, pg_url, capsys):
     partial.write_bytes(b"".join(ledger.read_bytes().splitlines(keepends=True)[:3]))
     assert main(["batch", "--resume", str(partial), "--quiet"]) == 2
     assert "give the whole URL again" in capsys.readouterr().err.replace("\n", "")
+
+
+@pytest.mark.postgres
+def test_restore_into_postgresql_passes_verify_database(tmp_path, pg_url):
+    """Rows rebuilt in another kind of store are the run's rows as verify checks them."""
+    ledger = _batch(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite'}")
+    assert main(["restore", str(ledger), "--database", pg_url]) == 0
+    assert len(_rows(pg_url, "ceredis_result")) == 4
+    assert main(["verify", str(ledger), "--database", pg_url]) == 0
+
+
+def test_restore_refuses_a_checkpoint_of_another_run(tmp_path, monkeypatch):
+    """A checkpoint beside the ledger that signs another tree is never recorded."""
+    (tmp_path / "keys").mkdir()
+    monkeypatch.setenv("CEREDIS_SIGNING_KEY", str(_keys(tmp_path)[0]))
+    ledger = _batch(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite'}")
+    other = _batch(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite'}", "other", "--agent", "L0005")
+    (tmp_path / "run.checkpoint").write_bytes((tmp_path / "other.checkpoint").read_bytes())
+    assert other.exists()
+    assert main(["restore", str(ledger), "--database", f"sqlite:///{tmp_path / 'b.db'}"]) == 2
