@@ -19,7 +19,7 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
@@ -186,6 +186,10 @@ def _parser() -> argparse.ArgumentParser:
         "--database", metavar="URL", help="also check the run's rows in this database"
     )
     verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument("--checkpoint", type=Path, metavar="FILE", help="the run's checkpoint")
+    verify.add_argument("--key", type=Path, metavar="PUBFILE", help="its verifier key")
+    verify.add_argument("--size", type=int, metavar="N", help="the published record count")
+    verify.add_argument("--root", metavar="HEX", help="the published resultsRoot")
     verify.set_defaults(handler=_verify)
 
     evaluate = commands.add_parser(
@@ -318,6 +322,18 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--html", required=True, type=Path, metavar="FILE", help="the page")
     _unverified_option(report)
     report.set_defaults(handler=_report)
+
+    restore = commands.add_parser(
+        "restore",
+        help="rebuild a run's rows in a database from its verified ledger",
+        description="Disaster recovery: write the run row, every learner's result row and "
+        "the profiles of OK results from the ledger (verified first). Idempotent.",
+        epilog="Exit codes: 0 restored, 1 some row conflicts with a different stored result, "
+        "2 unreadable or damaged ledger, or an unusable database.",
+    )
+    restore.add_argument("ledger", type=Path, metavar="LEDGER")
+    restore.add_argument("--database", required=True, metavar="URL", help="the database")
+    restore.set_defaults(handler=_restore)
     _add_epilogs(commands.choices)
     return parser
 
@@ -371,6 +387,11 @@ _HELP: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
         ("database", "paths.config_file"),
         ("ceredis export run.jsonl --out results.csv --bom",
          "ceredis export --database postgresql://host/db --run RUN_ID --out results.csv"),
+    ),
+    "restore": (
+        ("paths.config_file",),
+        ("ceredis restore run.jsonl --database postgresql://host/db",
+         "ceredis restore ~/ledgers/run.jsonl --database sqlite:///restored.sqlite"),
     ),
     "report": (
         ("paths.config_file",),
@@ -461,6 +482,13 @@ def _run_planned(plan: BatchPlan, args: argparse.Namespace) -> int:
     out = Console(stderr=True) if args.json else Console()
     console = BatchConsole(out, quiet=args.quiet, interval=interval)
     report = run_batch(plan, console)
+    if report.completed:
+        out.print(
+            f"{plan.ledger} was already finished: the run row (and any missing learner rows) "
+            f"in {plan.store.display} were completed from the ledger",
+            highlight=False,
+            soft_wrap=True,
+        )
     if args.json:
         checkpoint = checkpoint_path(plan.ledger)
         summary = report.to_json(checkpoint if checkpoint.exists() else None)
@@ -567,6 +595,8 @@ def _verify(args: argparse.Namespace) -> int:
 
     try:
         audit = audit_ledger(args.ledger, args.database)
+        audit.findings.extend(_anchor_findings(args, audit))
+        audit.findings.extend(_run_row_findings(args))
     except (ReplayError, LedgerError, OSError) as exc:
         Console(stderr=True).print(
             Text.assemble(("unreadable: ", "bold red"), str(exc)), soft_wrap=True
@@ -760,3 +790,46 @@ def _written(what: str, origin: str, verification: str, out: Path) -> None:
     Console().print(
         f"wrote {what} of {origin} ({verification}) to {out}", highlight=False, soft_wrap=True
     )
+
+
+def _anchor_findings(args: argparse.Namespace, audit: Any) -> list[Any]:
+    """Findings of the external anchors given on the command line (checkpoint, size, root)."""
+    from ceredis.anchors import check_anchors
+
+    if args.checkpoint is None and args.size is None and args.root is None:
+        return []
+    return check_anchors(
+        audit.records,
+        audit.results_root,
+        checkpoint=args.checkpoint,
+        key=args.key,
+        expected_size=args.size,
+        expected_root=args.root,
+    )
+
+
+def _run_row_findings(args: argparse.Namespace) -> list[Any]:
+    """A finding, with its fix, when the ledger is finished and the run row is not."""
+    from ceredis.audit import Finding
+    from ceredis.restore import unfinished_run
+
+    why = unfinished_run(args.ledger, args.database) if args.database else None
+    return [Finding(None, None, "database: run unfinished", why)] if why else []
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from ceredis.restore import restore_run
+    from ceredis.stores import prepare_store
+
+    spec = prepare_store(args.database)
+    restored = restore_run(args.ledger, spec)
+    state = "finished" if restored.finished else "unfinished (no footer yet)"
+    Console().print(
+        f"restored run {restored.run_id} into {spec.display}: {restored.rows} learner rows "
+        f"written or already there, run row {state}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for agent, error in restored.conflicts.items():
+        _refused(Exception(f"{agent}: {error}"))
+    return EXIT_FAILED if restored.conflicts else EXIT_OK

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import platformdirs
 
@@ -40,6 +40,7 @@ __all__ = [
     "scrub",
     "settings_help",
     "settings_table",
+    "url_secrets",
     "whole_number",
 ]
 
@@ -111,6 +112,7 @@ class Settings:
     outage_budget: float = 120.0  # seconds a store or source outage is waited out
     source: str | None = None
     database: str | None = field(default=None, repr=False)  # a URL may hold a password
+    signing_key: Path | None = None  # the private key signing each finished run's checkpoint
     http: HttpSettings = HttpSettings()
     rate: RateSettings = RateSettings()
     cass: CassSettings = CassSettings()
@@ -258,6 +260,8 @@ SETTINGS: tuple[Setting, ...] = (
             "evidence source URI", "--source"),
     Setting("database", "database", ("CEREDIS_DATABASE_URL", "DATABASE_URL"), _text,
             "SQLite in the data directory", "result store URL", "--database"),
+    Setting("signing_key", "signing_key", ("CEREDIS_SIGNING_KEY",), _path, "none (unsigned)",
+            "private key file (`ceredis keygen`) signing each run's checkpoint (secret)"),
     Setting("paths.ledger_dir", "ledger_dir", ("CEREDIS_LEDGER_DIR",), _path,
             "`ledgers/` in the data directory", "ledger directory"),
     Setting("paths.data_dir", "data_dir", ("CEREDIS_DATA_DIR",), _path,
@@ -418,14 +422,38 @@ def settings_table() -> str:
 # -- showing values without their secrets ----------------------------------------------
 
 
+NOT_A_URL = "<a connection string that is not a URL, not shown>"
+
+
 def redact_url(url: str) -> str:
-    """*url* with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+    """*url* reduced to scheme, user, host, port and database: what may be printed or recorded.
+
+    No password and no query parameter (``password``, ``passfile``, ``sslpassword``, any)
+    survives; text that is not a ``scheme://`` URL (a key=value DSN) is never shown.
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return NOT_A_URL
+    if not parts.scheme or not url.strip().lower().startswith(f"{parts.scheme.lower()}://"):
+        return NOT_A_URL
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    netloc = f"{user}@{hosts}" if at and user else hosts
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every value of *url* that :func:`redact_url` drops (password, query values), as
+    written and percent-decoded: what a driver's error message must not repeat."""
+    try:
+        parts = urlsplit(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=False)
+    except ValueError:
+        return [url]
+    raw = [parts.netloc.rpartition("@")[0].partition(":")[2], *(v for _, v in pairs)]
+    raw += [v for chunk in parts.query.split("&") for v in chunk.partition("=")[2:]]
+    return sorted({s for v in raw for s in (v, unquote(v)) if s}, key=len, reverse=True)
 
 
 def scrub(message: str, secrets: Mapping[str, str | None] | Sequence[str | None]) -> str:

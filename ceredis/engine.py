@@ -11,22 +11,27 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
 from ceredis import __version__
-from ceredis.errors import OutageError, ReplayError
+from ceredis.errors import OutageError, ReplayError, StoreError
 from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan, utc_now
 from ceredis.pool import Task, scored
+from ceredis.private import private_dir
+from ceredis.proofs import write_checkpoint
 from ceredis.referential import Referential, bundled_referential
 from ceredis.report import BatchReport, ReportFile, run_facts
+from ceredis.restore import finished_row, verified_run, write_recorded
 from ceredis.scoring import evaluate
 from ceredis.selection import LearnerTally
 from ceredis.sources import prepare_source
 from ceredis.sources.ratelimit import limiter_for
 from ceredis.stores import ResultStore, RunRow
 from ledger import LedgerWriter, Repair, read_ledger
+from ledger.note import SignerKey, read_signer_key
 
 __all__ = ["ProgressHooks", "evaluate_agent", "resume_command", "run_batch"]
 
@@ -68,10 +73,19 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
     """Run a planned batch to the end; return its report (see BatchReport.return_code)."""
     progress = progress or ProgressHooks()
     started = time.monotonic()
+    signer = read_signer_key(plan.signing_key) if plan.signing_key else None
+    if plan.resume and _finished(plan):
+        return _complete(plan, signer)
     _with_store(plan, lambda store: store.start_run(_run_row(plan)))
     writer = _open_ledger(plan)
     if writer.repaired is not None:
         progress.repaired(writer.repaired)
+    if plan.resume:  # the store may lack the learners already recorded (another database)
+        try:
+            _with_store(plan, lambda store: _write_recorded(plan, store))
+        except BaseException:
+            writer.close()
+            raise
     report = BatchReport(
         concurrency=plan.workers,
         started_at=plan.started_at,
@@ -97,14 +111,69 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
             report_file.abandon()
     report.elapsed = time.monotonic() - started
     report_file.finish(report)
-    _with_store(plan, lambda store: store.finish_run(_finished_row(plan, report)))
+    checkpoint = _sign(plan, signer)
+    _with_store(plan, lambda store: store.finish_run(_finished_row(plan, report, checkpoint)))
+    return report
+
+
+def _sign(plan: BatchPlan, signer: SignerKey | None) -> str | None:
+    """With a signing key, write the run's checkpoint beside its ledger; return its text."""
+    if signer is None:
+        return None
+    return write_checkpoint(plan.ledger, signer).read_text(encoding="utf-8")
+
+
+def _finished(plan: BatchPlan) -> bool:
+    """Whether the ledger to resume already holds its footer (killed before the run row)."""
+    with closing(read_ledger(plan.ledger)) as records:
+        return any(r.kind == "footer" for r in records)
+
+
+def _write_recorded(plan: BatchPlan, store: ResultStore) -> None:
+    """Write the ledger's learners into the store; a refused one is an error, not a gap."""
+    restored = write_recorded(plan.ledger, store, plan.run_id, plan.started_at)
+    if restored.conflicts:
+        agent, error = next(iter(restored.conflicts.items()))
+        raise StoreError(
+            f"{len(restored.conflicts)} recorded learners cannot be written to "
+            f"{plan.store.display} (first: {agent}: {error}); cannot resume into it"
+        )
+
+
+def _complete(plan: BatchPlan, signer: SignerKey | None) -> BatchReport:
+    """Finish the run of a ledger killed after its footer: rows and run row from the ledger."""
+    verified = verified_run(plan.ledger)
+    footer = verified.footer or {}
+    report = BatchReport(
+        concurrency=plan.workers,
+        started_at=plan.started_at,
+        finished_at=footer.get("finishedAt"),
+        ledger=plan.ledger,
+        report=plan.report,
+        results_root=verified.root,
+        run_id=plan.run_id,
+        completed=True,
+    )
+    report_file = None if plan.report.exists() else ReportFile(plan.report)
+    for record in read_ledger(plan.ledger):
+        if record.kind == "record" and record.index is not None:
+            outcome = Outcome.recorded(record.index, record.body, record.body_bytes)
+            report.counts.add(outcome.status)
+            if report_file is not None:
+                report_file.detail(outcome)
+    if report_file is not None:
+        report_file.finish(report)
+    _with_store(plan, lambda store: store.start_run(_run_row(plan)))
+    _with_store(plan, lambda store: _write_recorded(plan, store))
+    checkpoint = _sign(plan, signer)
+    _with_store(plan, lambda store: store.finish_run(finished_row(verified, checkpoint)))
     return report
 
 
 def resume_command(plan: BatchPlan) -> str:
     """The exact command that finishes *plan*'s run from its ledger."""
     command = f"python -m ceredis batch --resume {shlex.quote(str(plan.ledger))}"
-    if "***" in plan.store.display:  # the ledger does not keep the password
+    if plan.store.describe()["reduced"]:  # the ledger does not keep the password
         command += " --database URL"
     return command
 
@@ -122,7 +191,7 @@ def _open_ledger(plan: BatchPlan) -> LedgerWriter:
     """A new ledger with the plan's header, or the killed run's, repaired (``--resume``)."""
     if plan.resume:
         return LedgerWriter.open(plan.ledger, repair=True)
-    plan.ledger.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(plan.ledger.parent)
     return LedgerWriter.create(plan.ledger, plan.header())
 
 
@@ -201,7 +270,7 @@ def _run_row(plan: BatchPlan) -> RunRow:
     )
 
 
-def _finished_row(plan: BatchPlan, report: BatchReport) -> RunRow:
+def _finished_row(plan: BatchPlan, report: BatchReport, checkpoint: str | None) -> RunRow:
     return replace(
         _run_row(plan),
         finished_at=report.finished_at,
@@ -210,4 +279,5 @@ def _finished_row(plan: BatchPlan, report: BatchReport) -> RunRow:
         skipped=report.skipped,
         failed=report.failed,
         results_root=report.results_root,
+        checkpoint=checkpoint,
     )

@@ -64,6 +64,7 @@ class BatchPlan:
     embedded: bool = False  # nothing configured: bundled cohort into the embedded SQLite
     outage_budget: float = 120.0  # seconds an outage is waited out before the batch stops
     repairs: dict[str, str] | None = None  # the run whose ERROR learners this one rescores
+    signing_key: Path | None = None  # signs the finished run's checkpoint (CEREDIS_SIGNING_KEY)
 
     def header(self) -> dict[str, Any]:
         """The ledger header: everything needed to replay or resume, and no secret."""
@@ -153,6 +154,7 @@ def plan_batch(
         chunksize=chunksize,
         embedded=settings.source is None and settings.database is None,
         outage_budget=settings.outage_budget,
+        signing_key=settings.signing_key,
     )
 
 
@@ -185,10 +187,11 @@ def plan_resume(
     if isinstance(selection, Roster):
         selection.check_unchanged()
     store_url = settings.database or header["store"]["url"]
-    if "***" in store_url:
+    if settings.database is None and (header["store"].get("reduced") or "***" in store_url):
         raise ConfigError(
-            "the run's database URL holds a password, which the ledger does not keep: "
-            "give it again with --database or CEREDIS_DATABASE_URL"
+            f"the run's database URL ({header['store']['url']}) held a password or options, "
+            "which the ledger never keeps: give the whole URL again with --database or "
+            "CEREDIS_DATABASE_URL"
         )
     store = prepare_store(store_url)
     report_path = Path(report) if report else ledger.with_suffix(".report.json")
@@ -205,6 +208,7 @@ def plan_resume(
         report=report_path,
         resume=True,
         outage_budget=settings.outage_budget,
+        signing_key=settings.signing_key,
     )
 
 

@@ -19,9 +19,7 @@ batch with a signing key writes beside its ledger (:func:`write_checkpoint`).
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ceredis.errors import CeredisError, ConfigError
+from ceredis.private import write_new, write_replacing
 from ledger import LedgerError, canonical, decode, read_ledger, record_hash, verify_ledger
 from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.merkle import inclusion_proof, leaf_hash, merkle_root
@@ -152,7 +151,7 @@ def write_checkpoint(ledger_path: str | PathLike[str], signer: SignerKey) -> Pat
     size, root = _verified_footer(ledger_path)
     text = sign_checkpoint(Checkpoint(signer.name, size, bytes.fromhex(root)), signer)
     out = checkpoint_path(ledger_path)
-    _write_replacing(out, text.encode("utf-8"))
+    write_replacing(out, text.encode("utf-8"))
     return out
 
 
@@ -381,7 +380,7 @@ def read_proof_file(path: str | PathLike[str]) -> bytes:
 def write_proof(proof: LearnerProof, out: str | PathLike[str]) -> Path:
     """Write a proof file, private (0600) from creation; an existing file is replaced."""
     path = Path(out)
-    _write_replacing(path, proof.encode())
+    write_replacing(path, proof.encode())
     return path
 
 
@@ -396,42 +395,10 @@ def write_key_pair(name: str, prefix: str | PathLike[str]) -> tuple[Path, Path, 
     for path in (private, public):
         if path.exists() or path.is_symlink():
             raise ConfigError(f"{path} exists: keygen never overwrites a key; choose another --out")
-    _write_new(private, (signer.encode() + "\n").encode("ascii"))
+    write_new(private, (signer.encode() + "\n").encode("ascii"))
     try:
-        _write_new(public, (verifier.encode() + "\n").encode("ascii"))
+        write_new(public, (verifier.encode() + "\n").encode("ascii"))
     except BaseException:
         private.unlink()
         raise
     return private, public, verifier
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    """Create *path* with mode 0600 (refusing an existing one) and write *data*, synced."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} exists: it is never overwritten") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
-
-
-def _write_replacing(path: Path, data: bytes) -> None:
-    """Write *data* to a new 0600 file beside *path*, then rename it over *path* (atomic)."""
-    temp: str | None = None
-    try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if temp is not None:
-            Path(temp).unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ceredis import __version__
 from ceredis.outcome import Counts, Outcome, Status
+from ceredis.private import create_private, private_dir
 from ledger.canonical import canonical
 from ledger.decode import parse
 
@@ -77,6 +78,7 @@ class BatchReport:
     run_id: str = ""
     facts: dict[str, Any] = field(default_factory=dict)  # see run_facts
     tally: Tally = field(default_factory=Tally)  # filled by ReportFile.finish
+    completed: bool = False  # the ledger was already finished: only the rows were completed
 
     @property
     def total(self) -> int:
@@ -147,9 +149,10 @@ class ReportFile:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._partial = self.path.with_name(self.path.name + ".partial")
-        self._file: IO[bytes] = open(self._partial, "wb")  # noqa: SIM115 - closed in finish
+        self._partial.unlink(missing_ok=True)  # an interrupted run's: created anew, private
+        self._file: IO[bytes] = os.fdopen(create_private(self._partial), "wb")
         self._file.write(b'{"details":[')
         self._first = True
         self.tally = Tally()

@@ -96,7 +96,7 @@ class LedgerWriter:
         body = canonical({"ledger": {"canon": CANON_ID, "format": FORMAT_ID}, "meta": dict(header)})
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, flags, 0o600)  # private: records hold personal data
         except FileExistsError:
             raise LedgerFormatError(
                 f"{path}: already exists; a ledger is never overwritten"

@@ -239,7 +239,7 @@ TS = "2026-10-01T09:30:00Z"
     ("uri", "message"),
     [
         ("missing.jsonl", "evidence file missing.jsonl does not exist"),
-        ("http://user:secret@host/x", "unknown evidence source 'http://user:***@host/x'"),
+        ("http://user:secret@host/x", "unknown evidence source 'http://user@host/x'"),
     ],
 )
 def test_bad_source_uris(uri, message):

@@ -26,6 +26,7 @@ from ceredis.errors import EvidenceFileError, NotInSource, SourceError
 from ceredis.evidence import FIELDS, OPTIONAL, RawEvidence, id_problem, submitted
 from ceredis.exactjson import JSONError, loads, utf8_text
 from ceredis.exactjson import number as number_of
+from ceredis.private import private_dir
 from ledger.canonical import canonical
 
 __all__ = [
@@ -206,7 +207,7 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
     target = cache_dir() / "evidence-index" / f"{digest}-v{_INDEX_VERSION}{path.suffix}.sqlite"
     if target.exists():
         return target, digest
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     fd, temp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     os.close(fd)
     problems: list[str] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ceredis.config import redact_url
+from ceredis.config import NOT_A_URL, redact_url
 from ceredis.errors import ConfigError
 
 __all__ = [
@@ -93,6 +93,7 @@ class RunRow:
     skipped: int | None = None
     failed: int | None = None
     results_root: str | None = None
+    checkpoint: str | None = None  # the signed checkpoint text, when the run has one
 
 
 class ResultStore(Protocol):
@@ -141,7 +142,7 @@ class StoreSpec:
 
     @property
     def display(self) -> str:
-        """The URL without its password."""
+        """The URL reduced to scheme, user, host, port and database (no secret)."""
         return redact_url(self.url)
 
     def open(self) -> ResultStore:
@@ -155,8 +156,9 @@ class StoreSpec:
         return PostgresStore(self.url)
 
     def describe(self) -> dict[str, Any]:
-        """What the ledger header records about the store (no secrets)."""
-        return {"kind": self.kind, "url": self.display}
+        """What the ledger header records about the store (no secrets); ``reduced`` says the
+        URL held more (a password, options), which a resume must be given again."""
+        return {"kind": self.kind, "url": self.display, "reduced": self.display != self.url}
 
 
 def prepare_store(url: str) -> StoreSpec:
@@ -169,6 +171,12 @@ def prepare_store(url: str) -> StoreSpec:
 
 def parse_store_url(url: str) -> StoreSpec:
     """A StoreSpec for *url*, checked for form only."""
+    if redact_url(url) == NOT_A_URL:
+        raise ConfigError(
+            "the database setting is not a URL (a key=value connection string is not accepted "
+            "and is not shown: it may hold a password): write postgresql://user@host:port/db "
+            "or sqlite:///path/to/file.sqlite"
+        )
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         sqlite_path(url)
@@ -186,7 +194,7 @@ def sqlite_path(url: str) -> Path:
     parts = urlsplit(url)
     if parts.netloc or not parts.path.startswith("/") or parts.path == "/":
         raise ConfigError(
-            f"bad SQLite URL {url!r}: write sqlite:///relative/path.sqlite or "
+            f"bad SQLite URL {redact_url(url)!r}: write sqlite:///relative/path.sqlite or "
             "sqlite:////absolute/path.sqlite"
         )
     return Path(parts.path[1:])

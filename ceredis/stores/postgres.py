@@ -6,11 +6,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import psycopg
 
-from ceredis.config import redact_url, scrub
+from ceredis.config import redact_url, scrub, url_secrets
 from ceredis.errors import StoreError, StoreUnavailable
 from ceredis.outage import store_outage
 from ceredis.stores.sql import Dialect, SqlStore
@@ -34,7 +33,7 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
         self.url = url
-        self._password = urlsplit(url).password
+        self._secrets = url_secrets(url)
         self._connect_timeout = connect_timeout
         try:
             self.conn = self._connect()
@@ -105,7 +104,7 @@ class PostgresStore(SqlStore):
         self._execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
 
     def _error(self, exc: Exception) -> str:
-        return scrub(super()._error(exc), [self._password])
+        return scrub(super()._error(exc), self._secrets)
 
     def close(self) -> None:
         self.conn.close()

@@ -60,6 +60,11 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        # The signed checkpoint (C2SP tlog-checkpoint text) of a run finished with a key.
+        "ALTER TABLE ceredis_run ADD COLUMN checkpoint text",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -52,7 +52,7 @@ _RESULT_COLUMNS = (
 )
 _RUN_COLUMNS = (
     "run_id, started_at, engine_version, referential_version, referential_hash, workers, "
-    "ledger_path, finished_at, total, ok, skipped, failed, results_root"
+    "ledger_path, finished_at, total, ok, skipped, failed, results_root, checkpoint"
 )
 
 
@@ -134,14 +134,16 @@ class SqlStore:
         with self._transaction():
             self._execute(
                 f"INSERT INTO ceredis_run ({_RUN_COLUMNS}) VALUES "
-                f"({self.dialect.params(13)}) ON CONFLICT (run_id) DO NOTHING",
+                f"({self.dialect.params(14)}) ON CONFLICT (run_id) DO NOTHING",
                 _run_params(run),
             )
 
     def finish_run(self, run: RunRow) -> None:
         columns = ("finished_at", "total", "ok", "skipped", "failed", "ledger_path")
         param = self.dialect.placeholder
-        assignments = ", ".join(f"{column} = {param}" for column in (*columns, "results_root"))
+        assignments = ", ".join(
+            f"{column} = {param}" for column in (*columns, "results_root", "checkpoint")
+        )
         with self._transaction():
             self._execute(
                 f"UPDATE ceredis_run SET {assignments} WHERE run_id = {param}",
@@ -153,6 +155,7 @@ class SqlStore:
                     run.failed,
                     run.ledger_path,
                     run.results_root,
+                    run.checkpoint,
                     run.run_id,
                 ),
             )
@@ -329,6 +332,7 @@ def _run_params(run: RunRow) -> tuple[Any, ...]:
         run.skipped,
         run.failed,
         run.results_root,
+        run.checkpoint,
     )
 
 

@@ -6,15 +6,17 @@ WAL mode lets the workers write concurrently with readers; each write is one
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ceredis.errors import StoreError, StoreUnavailable
 from ceredis.outage import store_outage
+from ceredis.private import create_private, private_dir
 from ceredis.stores.sql import Dialect, SqlStore
 
 __all__ = ["SqliteStore"]
@@ -34,7 +36,7 @@ class SqliteStore(SqlStore):
     def __init__(self, path: Path, *, busy_timeout: float = 60.0) -> None:
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private_db(self.path)
             self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             self._use_wal(time.monotonic() + busy_timeout)
             self.conn.execute("PRAGMA synchronous = NORMAL")
@@ -85,3 +87,11 @@ class SqliteStore(SqlStore):
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _create_private_db(path: Path) -> None:
+    """Create the database file 0600 (in a 0700 folder) before SQLite opens it: SQLite
+    gives its -wal and -shm files the database file's mode."""
+    private_dir(path.parent)
+    with suppress(FileExistsError):  # an existing database, or one another process just made
+        os.close(create_private(path))
