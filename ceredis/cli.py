@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import tempfile
 import traceback
@@ -476,7 +475,7 @@ def _run_planned(plan: BatchPlan, args: argparse.Namespace) -> int:
 
         total = plan.selection.count()
         total = source_total(plan) if total is None else total
-        Console().print(plan_view(plan, total), highlight=False, soft_wrap=True)
+        _say(plan_view(plan, total))
         return EXIT_OK
     interval = load_settings().progress_interval
     out = Console(stderr=True) if args.json else Console()
@@ -559,9 +558,11 @@ def _interrupted(stop: Interrupted, plan: BatchPlan | None) -> None:
     if plan is None or not plan.ledger.exists():
         after = "before any learner was scored; nothing to resume"
     else:
+        from ceredis.engine import resume_command
+
         after = (
             f"the ledger {plan.ledger} is incomplete but resumable; finish the run with: "
-            f"python -m ceredis batch --resume {shlex.quote(str(plan.ledger))}"
+            f"{resume_command(plan)}"
         )
     Console(stderr=True).print(
         Text.assemble((f"interrupted by {stop.name}: ", "bold red"), after),
@@ -654,12 +655,10 @@ def _sample(args: argparse.Namespace) -> int:
             highlight=False,
         )
         return stop.exit_code
-    Console().print(
+    _say(
         f"wrote {written.records:,} evidence records for {written.learners:,} learners to "
         f"{written.evidence}; roster ({written.without_evidence} without evidence) in "
         f"{written.roster}",
-        highlight=False,
-        soft_wrap=True,
     )
     return EXIT_OK
 
@@ -684,11 +683,9 @@ def _referential_validate(args: argparse.Namespace) -> int:
     except ReferentialError as exc:
         Console(stderr=True).print(Text(str(exc), style="red"), soft_wrap=True)
         return EXIT_FAILED
-    Console().print(
+    _say(
         f"{args.file}: valid referential {referential.id} (version {referential.version}), "
         f"sha256 {referential.hash}",
-        highlight=False,
-        soft_wrap=True,
     )
     return EXIT_OK
 
@@ -697,11 +694,9 @@ def _keygen(args: argparse.Namespace) -> int:
     from ceredis.proofs import write_key_pair
 
     private, public, verifier = write_key_pair(args.name, args.out)
-    Console().print(
+    _say(
         f"wrote the private key {private} (secret: point CEREDIS_SIGNING_KEY at it) and the "
         f"verifier key {public}: {verifier.encode()}",
-        highlight=False,
-        soft_wrap=True,
     )
     return EXIT_OK
 
@@ -717,11 +712,9 @@ def _prove(args: argparse.Namespace) -> int:
     out = write_proof(proof, args.out)
     inclusion = proof.inclusion
     checkpoint = "with the run's checkpoint" if proof.checkpoint else "no checkpoint"
-    Console().print(
+    _say(
         f"wrote the proof of {args.agent} (record {inclusion.index + 1} of {inclusion.size}, "
         f"root {inclusion.root}, {checkpoint}) to {out}",
-        highlight=False,
-        soft_wrap=True,
     )
     return EXIT_OK
 
@@ -737,7 +730,7 @@ def _check_proof(args: argparse.Namespace) -> int:
     except ProofRefused as exc:
         _refused(exc)
         return EXIT_FAILED
-    Console().print(checked.summary(), highlight=False, soft_wrap=True)
+    _say(checked.summary())
     return EXIT_OK
 
 
@@ -757,7 +750,8 @@ def _unverified_option(parser: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from ceredis.cohort import CohortRefused, open_cohort
-    from ceredis.export import check_writable, cohort_csv, write_private
+    from ceredis.export import check_writable, cohort_csv
+    from ceredis.private import write_replacing
 
     check_writable(args.out)
     try:
@@ -765,15 +759,16 @@ def _export(args: argparse.Namespace) -> int:
     except CohortRefused as exc:
         _refused(exc)
         return EXIT_FAILED
-    out = write_private(args.out, cohort_csv(cohort, bom=args.bom))
+    out = write_replacing(args.out, cohort_csv(cohort, bom=args.bom))
     _written(f"{len(cohort.learners):,} learners", cohort.origin, cohort.verification, out)
     return EXIT_OK
 
 
 def _report(args: argparse.Namespace) -> int:
     from ceredis.cohort import CohortRefused, cohort_from_ledger
-    from ceredis.export import check_writable, write_private
+    from ceredis.export import check_writable
     from ceredis.html_report import render_report
+    from ceredis.private import write_replacing
 
     check_writable(args.html)
     try:
@@ -781,7 +776,7 @@ def _report(args: argparse.Namespace) -> int:
     except CohortRefused as exc:
         _refused(exc)
         return EXIT_FAILED
-    out = write_private(args.html, render_report(cohort).encode("utf-8"))
+    out = write_replacing(args.html, render_report(cohort).encode("utf-8"))
     _written("the cohort report", cohort.origin, cohort.verification, out)
     return EXIT_OK
 
@@ -824,12 +819,15 @@ def _restore(args: argparse.Namespace) -> int:
     spec = prepare_store(args.database)
     restored = restore_run(args.ledger, spec)
     state = "finished" if restored.finished else "unfinished (no footer yet)"
-    Console().print(
+    _say(
         f"restored run {restored.run_id} into {spec.display}: {restored.rows} learner rows "
         f"written or already there, run row {state}",
-        highlight=False,
-        soft_wrap=True,
     )
     for agent, error in restored.conflicts.items():
         _refused(Exception(f"{agent}: {error}"))
     return EXIT_FAILED if restored.conflicts else EXIT_OK
+
+
+def _say(text: str) -> None:
+    """One line (or a few) for a person on stdout: never wrapped, nothing highlighted."""
+    Console().print(text, highlight=False, soft_wrap=True)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from ceredis.cohort import Cohort, Learner
 from ceredis.errors import ConfigError
 from ceredis.referential import Referential
 
-__all__ = ["FIELDS", "check_writable", "cohort_csv", "csv_header", "csv_row", "write_private"]
+__all__ = ["FIELDS", "check_writable", "cohort_csv", "csv_header", "csv_row"]
 
 FIELDS = ("agentId", "status", "ceredisScore", "bandLevel", "cecrlLevel")
 BOM = "\ufeff"
@@ -65,27 +63,3 @@ def check_writable(path: Path) -> None:
         raise ConfigError(f"cannot write {path}: the folder {folder} does not exist")
     if Path(path).is_dir():
         raise ConfigError(f"cannot write {path}: it is a folder; name a file")
-
-
-def write_private(path: Path, data: bytes) -> Path:
-    """Write *data* to a new 0600 file beside *path*, then rename it over *path* (atomic).
-
-    A reader sees the old file or the whole new one, never a part; results are personal
-    data, so the file is private whatever the umask.
-    """
-    path = Path(path)
-    temp: str | None = None
-    try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-        temp = None
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if temp is not None:
-            Path(temp).unlink(missing_ok=True)
-    return path

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from ceredis.errors import ConfigError
 
-__all__ = ["DIR_MODE", "FILE_MODE", "create_private", "private_dir", "write_new", "write_replacing"]
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "atomic_file",
+    "create_private",
+    "private_dir",
+    "write_new",
+    "write_replacing",
+]
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -58,19 +69,31 @@ def write_new(path: Path, data: bytes) -> None:
         os.fsync(stream.fileno())
 
 
-def write_replacing(path: Path, data: bytes) -> None:
-    """Write *data* to a new 0600 file beside *path*, then rename it over *path* (atomic)."""
+@contextmanager
+def atomic_file(path: Path, what: str = "") -> Iterator[IO[bytes]]:
+    """A 0600 file beside *path*, synced and renamed onto it only once complete: a reader
+    (or an interrupted writer) never sees a part. *what* names the content in errors."""
+    path = Path(path)
+    named = f"{what} to {path}" if what else str(path)
     temp: str | None = None
     try:
         private_dir(path.parent)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp, path)
+        temp = None
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot write {named}: {exc.strerror or exc}") from None
     finally:
         if temp is not None:
             Path(temp).unlink(missing_ok=True)
+
+
+def write_replacing(path: Path, data: bytes) -> Path:
+    """Write *data* to a new 0600 file beside *path*, then rename it over *path* (atomic)."""
+    with atomic_file(path) as stream:
+        stream.write(data)
+    return Path(path)

@@ -9,18 +9,16 @@ so lower profiles miss required types and get ``incomplet`` competencies.
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ceredis.errors import ConfigError
+from ceredis.private import atomic_file
 from ceredis.referential import Referential
 from ledger.canonical import canonical
 
@@ -157,7 +155,7 @@ def write_cohort(
         if path.exists() and not force:
             raise ConfigError(f"{path} already exists: give --force to replace it")
     records = empty = 0
-    with _atomic(out) as evidence, _atomic(roster) as ids:
+    with atomic_file(out, "the cohort") as evidence, atomic_file(roster, "the roster") as ids:
         for agent, learner in generate_cohort(referential, agents, seed, evidence_per_learner):
             ids.write(agent.encode() + b"\n")
             empty += not learner
@@ -165,24 +163,3 @@ def write_cohort(
                 evidence.write(canonical(record) + b"\n")
             records += len(learner)
     return CohortFiles(out, roster, agents, records, empty)
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[IO[bytes]]:
-    """A file written beside *path* and renamed onto it only once complete, so that an
-    interrupted ``sample`` never leaves a truncated cohort that looks valid."""
-    try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ConfigError(f"cannot write the cohort to {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the cohort to {path}: {exc.strerror}") from None
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
