@@ -295,6 +295,16 @@ class SqlStore:
         for row in rows:
             yield ProfileRow(*row[:3], _decimal(row[3]), *row[4:])
 
+    def iter_result_json(self, run_id: str) -> Iterator[str]:
+        """Each row's whole result object as JSON text, numbers exact, ordered by position."""
+        column = self.dialect.json_text.format("result")
+        sql = (
+            f"SELECT {column} FROM ceredis_result WHERE run_id = {self.dialect.placeholder} "
+            "ORDER BY position"
+        )
+        for (text,) in self._stream(sql, (run_id,)):
+            yield text
+
 
 def _decimal(score: Any) -> Any:
     """A stored score as a Decimal (SQLite keeps it as text, PostgreSQL as numeric); text
@@ -305,16 +315,6 @@ def _decimal(score: Any) -> Any:
         return Decimal(score)
     except (InvalidOperation, TypeError, ValueError):
         return score
-
-    def iter_result_json(self, run_id: str) -> Iterator[str]:
-        """Each row's whole result object as JSON text, numbers exact, ordered by position."""
-        column = self.dialect.json_text.format("result")
-        sql = (
-            f"SELECT {column} FROM ceredis_result WHERE run_id = {self.dialect.placeholder} "
-            "ORDER BY position"
-        )
-        for (text,) in self._stream(sql, (run_id,)):
-            yield text
 
 
 def _run_params(run: RunRow) -> tuple[Any, ...]:
