@@ -30,7 +30,7 @@ from ceredis.selection import LearnerTally
 from ceredis.sources import prepare_source
 from ceredis.sources.ratelimit import limiter_for
 from ceredis.stores import ResultStore, RunRow
-from ledger import LedgerWriter, Repair, read_ledger
+from ledger import LedgerError, LedgerWriter, Repair, read_ledger
 from ledger.note import SignerKey, read_signer_key
 
 __all__ = ["ProgressHooks", "evaluate_agent", "resume_command", "run_batch"]
@@ -125,8 +125,11 @@ def _sign(plan: BatchPlan, signer: SignerKey | None) -> str | None:
 
 def _finished(plan: BatchPlan) -> bool:
     """Whether the ledger to resume already holds its footer (killed before the run row)."""
-    with closing(read_ledger(plan.ledger)) as records:
-        return any(r.kind == "footer" for r in records)
+    try:
+        with closing(read_ledger(plan.ledger)) as records:
+            return any(r.kind == "footer" for r in records)
+    except LedgerError:
+        return False  # a torn or damaged tail: unfinished; the resume repairs or refuses it
 
 
 def _write_recorded(plan: BatchPlan, store: ResultStore) -> None:

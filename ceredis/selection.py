@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,7 @@ class Roster:
 
     file: str
     sha256: str
+    learners: LearnerList | None = field(default=None, compare=False)  # as the header binds
 
     @classmethod
     def of(cls, path: Path) -> Roster:
@@ -116,14 +117,28 @@ class Roster:
                     yield agent
 
     def check_unchanged(self) -> None:
-        """Raise ConfigError if the file no longer has the recorded digest (on resume)."""
+        """Raise ConfigError unless the file still lists the run's learners (on resume).
+
+        A file rewritten with the same ids in the same order (regenerated, comments or line
+        ends changed) still resumes: the header binds the list itself, not only the bytes.
+        """
         now = _roster_digest(Path(self.file))
-        if now != self.sha256:
-            raise ConfigError(
-                f"the learner list {self.file} changed since the run started (sha256 "
-                f"{now[:12]}… instead of {self.sha256[:12]}…), and the ledger records only its "
-                "digest: put back the file the run started with, then resume"
-            )
+        if now == self.sha256:
+            return
+        listed = LearnerList.of(self._read())
+        if self.learners is not None and listed == self.learners:
+            return
+        recorded = (
+            f"the run's {self.learners.count:,} learners"
+            if self.learners is not None
+            else "only the file's digest"
+        )
+        raise ConfigError(
+            f"the learner list {self.file} changed since the run started (sha256 "
+            f"{now[:12]}… instead of {self.sha256[:12]}…; it lists {listed.count:,} learners "
+            f"and the ledger records {recorded}): put back the file the run started with, "
+            "then resume"
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The file, its digest, and the learner list it holds (bound even without it)."""
@@ -172,7 +187,7 @@ def selection_from_json(data: Mapping[str, Any]) -> Selection:
         return Agents(tuple(data["agents"]))
     if "file" in data:
         kind = Bundled if data.get("bundled") else Roster
-        return kind(data["file"], data["sha256"])
+        return kind(data["file"], data["sha256"], LearnerList.from_json(data.get("learners")))
     return EverySourceLearner()
 
 

@@ -113,6 +113,22 @@ def test_resume_reports_the_torn_tail_it_cut(tmp_path, cohort, expected_root, ca
     assert verify_ledger(ledger).root == expected_root
 
 
+def test_resume_accepts_a_regenerated_roster_that_lists_the_same_learners(
+    tmp_path, cohort, expected_root
+):
+    """The header binds the learner list itself: a roster rewritten with the same ids in the
+    same order (a comment added, CRLF line ends) resumes, with the uninterrupted root."""
+    ledger, database, _ = interrupted_batch(tmp_path, cohort, signal.SIGTERM)
+    roster = cohort[1]
+    original = roster.read_bytes()
+    roster.write_bytes(b"# regenerated\r\n" + original.replace(b"\n", b"\r\n"))
+    try:
+        assert main(["batch", "--quiet", "--resume", str(ledger), "--database", database]) == 0
+    finally:
+        roster.write_bytes(original)
+    assert verify_ledger(ledger).root == expected_root
+
+
 def test_resume_names_a_changed_roster_and_its_digest(tmp_path, cohort, capsys):
     """A roster regenerated since the run started: a precise refusal, not a mixed run."""
     evidence, roster = cohort
