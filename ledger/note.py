@@ -61,7 +61,7 @@ _WHITE_SPACE = frozenset(
 )
 _INSTALL_HINT = (
     "Ed25519 signatures need the 'cryptography' package: "
-    "pip install 'ceredis[cass]' (or pip install cryptography)"
+    "pip install 'ceredis[sign]' (or pip install cryptography)"
 )
 
 
