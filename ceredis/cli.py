@@ -795,7 +795,7 @@ def _anchor_findings(args: argparse.Namespace, audit: Any) -> list[Any]:
         return []
     return check_anchors(
         audit.records,
-        audit.results_root,
+        audit.recorded_root,
         checkpoint=args.checkpoint,
         key=args.key,
         expected_size=args.size,

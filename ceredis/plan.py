@@ -231,7 +231,8 @@ def _check_writable(option: str, path: Path) -> None:
         raise ConfigError(f"{option} {path} is a directory: give the path of a file to write")
     folder = path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+            missing.mkdir(mode=0o700)  # private, as the engine creates every directory
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".ceredis-probe-")
         os.close(fd)
         os.unlink(probe)

@@ -16,7 +16,7 @@ from ceredis.stores import parse_store_url
 from ceredis.stores.sqlite import SqliteStore
 from ledger.reader import read_ledger
 
-AGENTS = ["--agent", "L0001", "--agent", "L0002", "--agent", "L0003", "--agent", "L0004"]
+AGENTS = ["--agent", "L00001", "--agent", "L00002", "--agent", "L00003", "--agent", "L00004"]
 
 
 def _batch(tmp_path: Path, url: str, name: str = "run", *extra: str) -> Path:
@@ -87,7 +87,7 @@ def test_restore_rebuilds_a_runs_rows_idempotently(tmp_path, capsys):
 
 def test_restore_refuses_a_damaged_ledger(tmp_path):
     ledger = _batch(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite'}")
-    ledger.write_bytes(ledger.read_bytes().replace(b'"L0002"', b'"L0009"', 1))
+    ledger.write_bytes(ledger.read_bytes().replace(b'"L00002"', b'"L00009"', 1))
     assert main(["restore", str(ledger), "--database", f"sqlite:///{tmp_path / 'b.db'}"]) == 2
 
 
@@ -232,7 +232,7 @@ def test_restore_refuses_a_checkpoint_of_another_run(tmp_path, monkeypatch):
     (tmp_path / "keys").mkdir()
     monkeypatch.setenv("CEREDIS_SIGNING_KEY", str(_keys(tmp_path)[0]))
     ledger = _batch(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite'}")
-    other = _batch(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite'}", "other", "--agent", "L0005")
+    other = _batch(tmp_path, f"sqlite:///{tmp_path / 'a.sqlite'}", "other", "--agent", "L00005")
     (tmp_path / "run.checkpoint").write_bytes((tmp_path / "other.checkpoint").read_bytes())
     assert other.exists()
     assert main(["restore", str(ledger), "--database", f"sqlite:///{tmp_path / 'b.db'}"]) == 2
