@@ -316,7 +316,7 @@ def test_without_cryptography_signing_says_what_to_install(monkeypatch: pytest.M
         lambda: sign_note(TEXT, SIGNER),
         lambda: open_note(TEXT + "\n" + PETER_SIG, [PETER]),
     ):
-        with pytest.raises(SignatureError, match=r"pip install 'ceredis\[cass\]'"):
+        with pytest.raises(SignatureError, match=r"pip install 'ceredis\[sign\]'"):
             action()
     assert parse_note(TEXT + "\n" + PETER_SIG).signatures[0].name == "PeterNeumann"
 
