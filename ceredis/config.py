@@ -197,25 +197,25 @@ def _timeout(value: Any, origin: str) -> float:
 
 
 def _interval(value: Any, origin: str) -> float:
-    try:
-        seconds = float(value.strip() if isinstance(value, str) else value)
-        if isinstance(value, bool) or not 0 < seconds < math.inf:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{origin}: the progress interval must be a positive number of seconds, not {value!r}"
-        ) from None
-    return seconds
+    return _duration(value, origin, "the progress interval", positive=True)
 
 
 def _budget(value: Any, origin: str) -> float:
+    return _duration(value, origin, "the outage budget", positive=False)
+
+
+def _duration(value: Any, origin: str, what: str, *, positive: bool) -> float:
+    """A finite number of seconds (> 0 when *positive*, else ≥ 0), or a ConfigError."""
     try:
         seconds = float(value.strip() if isinstance(value, str) else value)
         if isinstance(value, bool) or not math.isfinite(seconds) or seconds < 0:
             raise ValueError
+        if positive and seconds == 0:
+            raise ValueError
     except (TypeError, ValueError):
+        kind = "positive" if positive else "non-negative"
         raise ConfigError(
-            f"{origin}: the outage budget must be a non-negative number of seconds, not {value!r}"
+            f"{origin}: {what} must be a {kind} number of seconds, not {value!r}"
         ) from None
     return seconds
 
