@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ from ceredis.record import replay_record
 from ceredis.referential import Referential, bundled_referential, parse_referential
 from ceredis.selection import LearnerList, Roster
 from ceredis.sources.files import file_sha256
+from ceredis.steps import Step, StepProgress, counted, integrity_progress
 from ledger import (
     ProblemKind,
     Record,
@@ -93,6 +95,7 @@ class Audit:
     learner_list: str = "not bound"  # "header", "footer" or "not bound"
     database_rows: int | None = None
     profile_rows: int | None = None
+    integrity: VerifyReport | None = field(default=None, repr=False)  # check 1, as made
 
     @property
     def replayed(self) -> int:
@@ -137,18 +140,26 @@ class Recorded(NamedTuple):
 Memo = dict[str, bytes | None]
 
 
-def audit_ledger(path: Path, database: str | None = None, *, memo: Memo | None = None) -> Audit:
+def audit_ledger(
+    path: Path,
+    database: str | None = None,
+    *,
+    memo: Memo | None = None,
+    progress: StepProgress | None = None,
+) -> Audit:
     """Run every check on the ledger at *path* (and the database at *database*).
 
     *memo*, a dict kept across calls, skips replaying record bytes already replayed with
     the same referential (auditing many copies of one ledger); replay is a pure function.
+    *progress* hears the integrity check, the replay and the database check as they go.
     Raises ReplayError when the file is not a readable CEREDIS ledger at all.
     """
     path = Path(path)
     audit = Audit(path)
-    integrity = _check_integrity(audit)
+    integrity = _check_integrity(audit, progress)
     referential = _check_header(audit, integrity.header)
-    counts, recorded = _replay(audit, referential, keep=database is not None, memo=memo)
+    replayed = counted(salvage_records(path), Step.REPLAY, integrity.count, progress)
+    counts, recorded = _replay(audit, referential, replayed, keep=database is not None, memo=memo)
     selection = integrity.header.get("selection") if isinstance(integrity.header, dict) else None
     run_list = _RunList.of(audit, selection if isinstance(selection, dict) else {})
     _check_footer_counts(audit, integrity.footer, counts, integrity.lines)
@@ -157,13 +168,14 @@ def audit_ledger(path: Path, database: str | None = None, *, memo: Memo | None =
     if database is not None:
         from ceredis.audit_store import check_database
 
-        check_database(audit, database, recorded, integrity.header)
+        check_database(audit, database, recorded, integrity.header, progress)
     return audit
 
 
-def _check_integrity(audit: Audit) -> VerifyReport:
+def _check_integrity(audit: Audit, progress: StepProgress | None) -> VerifyReport:
     """(1) Every hash, the chain, the footer's count and Merkle root; returns the check."""
-    integrity = verify_ledger(audit.path)
+    integrity = verify_ledger(audit.path, progress=integrity_progress(progress))
+    audit.integrity = integrity
     audit.complete = integrity.complete
     audit.recomputed_root = integrity.root
     if integrity.complete:
@@ -266,13 +278,18 @@ def _check_header(audit: Audit, header: Any) -> Referential:
 
 
 def _replay(
-    audit: Audit, referential: Referential, *, keep: bool, memo: Memo | None
+    audit: Audit,
+    referential: Referential,
+    records: Iterable[Record],
+    *,
+    keep: bool,
+    memo: Memo | None,
 ) -> tuple[Counts, list[Recorded]]:
     """(3) Every record recomputed from its inputs and compared byte for byte; returns the
     statuses counted, and what the later checks need of each record (results if *keep*)."""
     counts = Counts()
     recorded: list[Recorded] = []
-    for record in salvage_records(audit.path):
+    for record in records:
         body = record.body
         agent = body.get("agentId")
         audit.records += 1

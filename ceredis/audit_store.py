@@ -16,6 +16,7 @@ from typing import Any
 
 from ceredis.audit import Audit, Finding, Recorded, differences, short
 from ceredis.outcome import Status
+from ceredis.steps import Step, StepProgress, counted
 from ceredis.stores import ProfileRow, ResultRow, RunRow, parse_store_url
 
 __all__ = ["check_database"]
@@ -23,8 +24,15 @@ __all__ = ["check_database"]
 _NOT_STORED = "result store:"  # a record whose row could not be written says so
 
 
-def check_database(audit: Audit, url: str, recorded: list[Recorded], header: Any) -> None:
-    """(6) The run row, every result row and every profile naming the run, against the ledger."""
+def check_database(
+    audit: Audit,
+    url: str,
+    recorded: list[Recorded],
+    header: Any,
+    progress: StepProgress | None = None,
+) -> None:
+    """(6) The run row, every result row and every profile naming the run, against the
+    ledger; *progress* hears the result rows checked."""
     store = parse_store_url(url).open()
     try:
         run = store.get_run(audit.run_id or "")
@@ -37,7 +45,8 @@ def check_database(audit: Audit, url: str, recorded: list[Recorded], header: Any
         by_agent: dict[str, Recorded] = {}
         for record in recorded:
             by_agent.setdefault(record.agent_id or "", record)
-        audit.database_rows = _check_results(audit, store.iter_rows(run.run_id), by_agent)
+        rows = counted(store.iter_rows(run.run_id), Step.DATABASE, audit.records, progress)
+        audit.database_rows = _check_results(audit, rows, by_agent)
         audit.profile_rows = _check_profiles(
             audit, store.iter_profiles(run.run_id), by_agent, run.started_at
         )

@@ -37,6 +37,7 @@ from ledger.errors import LedgerError
 if TYPE_CHECKING:
     from ceredis.interrupt import Interrupted
     from ceredis.plan import BatchPlan
+    from ceredis.progress import StepMeter
 
 __all__ = ["main"]
 
@@ -595,7 +596,8 @@ def _verify(args: argparse.Namespace) -> int:
     from ceredis.audit import audit_ledger
 
     try:
-        audit = audit_ledger(args.ledger, args.database)
+        with _meter() as meter:
+            audit = audit_ledger(args.ledger, args.database, progress=meter)
         audit.findings.extend(_anchor_findings(args, audit))
         audit.findings.extend(_run_row_findings(args))
     except (ReplayError, LedgerError, OSError) as exc:
@@ -752,15 +754,19 @@ def _export(args: argparse.Namespace) -> int:
     from ceredis.cohort import CohortRefused, open_cohort
     from ceredis.export import check_writable, cohort_csv
     from ceredis.private import write_replacing
+    from ceredis.report import plural
 
     check_writable(args.out)
     try:
-        cohort = open_cohort(args.ledger, args.database, args.run, verify=not args.unverified)
+        with _meter() as meter:
+            cohort = open_cohort(
+                args.ledger, args.database, args.run, verify=not args.unverified, progress=meter
+            )
     except CohortRefused as exc:
         _refused(exc)
         return EXIT_FAILED
     out = write_replacing(args.out, cohort_csv(cohort, bom=args.bom))
-    _written(f"{len(cohort.learners):,} learners", cohort.origin, cohort.verification, out)
+    _written(plural(len(cohort.learners), "learner"), cohort.origin, cohort.verification, out)
     return EXIT_OK
 
 
@@ -772,13 +778,23 @@ def _report(args: argparse.Namespace) -> int:
 
     check_writable(args.html)
     try:
-        cohort = cohort_from_ledger(args.ledger, verify=not args.unverified)
+        with _meter() as meter:
+            cohort = cohort_from_ledger(args.ledger, verify=not args.unverified, progress=meter)
     except CohortRefused as exc:
         _refused(exc)
         return EXIT_FAILED
     out = write_replacing(args.html, render_report(cohort).encode("utf-8"))
     _written("the cohort report", cohort.origin, cohort.verification, out)
     return EXIT_OK
+
+
+def _meter() -> StepMeter:
+    """Progress of a verification, an export or a report, on stderr: a bar on a terminal,
+    else a plain line every CEREDIS_PROGRESS_INTERVAL seconds."""
+    from ceredis.config import load_settings
+    from ceredis.progress import StepMeter
+
+    return StepMeter(Console(stderr=True), interval=load_settings().progress_interval)
 
 
 def _written(what: str, origin: str, verification: str, out: Path) -> None:

@@ -21,7 +21,8 @@ from typing import Any
 from ceredis.errors import CeredisError, ConfigError, ReplayError
 from ceredis.proofs import checkpoint_path
 from ceredis.referential import Referential, bundled_referential, parse_referential
-from ledger import salvage_records, verify_ledger
+from ceredis.steps import Step, StepProgress, counted, integrity_progress
+from ledger import VerifyReport, salvage_records, verify_ledger
 from ledger.decode import parse
 
 __all__ = [
@@ -106,13 +107,18 @@ class Cohort:
 
 
 def open_cohort(
-    ledger: Path | None, database: str | None, run_id: str | None, *, verify: bool = True
+    ledger: Path | None,
+    database: str | None,
+    run_id: str | None,
+    *,
+    verify: bool = True,
+    progress: StepProgress | None = None,
 ) -> Cohort:
     """The cohort of a ledger, or of ``--database URL --run ID``: exactly one of the two."""
     if ledger is not None and (database or run_id):
         raise ConfigError("give a LEDGER or --database URL --run ID, not both")
     if ledger is not None:
-        return cohort_from_ledger(ledger, verify=verify)
+        return cohort_from_ledger(ledger, verify=verify, progress=progress)
     if not (database and run_id):
         raise ConfigError("give a LEDGER, or --database URL with --run ID")
     if not verify:
@@ -120,17 +126,20 @@ def open_cohort(
     return cohort_from_store(database, run_id)
 
 
-def cohort_from_ledger(path: str | PathLike[str], *, verify: bool = True) -> Cohort:
+def cohort_from_ledger(
+    path: str | PathLike[str], *, verify: bool = True, progress: StepProgress | None = None
+) -> Cohort:
     """The ledger's results, after :func:`audit_ledger` passes (CohortRefused otherwise).
 
     With ``verify=False`` whatever records still parse are read, and the cohort says so.
+    *progress* hears the verification's steps, then the results read.
     """
     path = Path(path)
     if verify:
-        verification = _verified(path)
+        verification, integrity = _verified(path, progress)
     else:
         verification = "NOT verified (--unverified): the records are read as they are"
-    integrity = verify_ledger(path)
+        integrity = verify_ledger(path, progress=integrity_progress(progress))
     header = integrity.header
     if not isinstance(header, dict) or header.get("kind") != "ceredis-batch/1":
         raise ReplayError(f"{path}: not a CEREDIS batch ledger (its header is not ceredis-batch/1)")
@@ -140,12 +149,11 @@ def cohort_from_ledger(path: str | PathLike[str], *, verify: bool = True) -> Coh
         raise ReplayError(f"{path}: the header's referential cannot be used: {exc}") from None
     footer = integrity.footer if isinstance(integrity.footer, dict) else {}
     checkpoint = checkpoint_path(path)
+    records = counted(salvage_records(path), Step.READ, integrity.count, progress)
     return Cohort(
         run_id=header.get("runId"),
         referential=referential,
-        learners=tuple(
-            Learner.from_result(r.body.get("result") or {}) for r in salvage_records(path)
-        ),
+        learners=tuple(Learner.from_result(r.body.get("result") or {}) for r in records),
         origin=str(path),
         verification=verification,
         started_at=header.get("startedAt"),
@@ -158,11 +166,12 @@ def cohort_from_ledger(path: str | PathLike[str], *, verify: bool = True) -> Coh
     )
 
 
-def _verified(path: Path) -> str:
-    """Audit the ledger; refuse it naming its first findings, or say what was checked."""
+def _verified(path: Path, progress: StepProgress | None) -> tuple[str, VerifyReport]:
+    """Audit the ledger; refuse it naming its first findings, or say what was checked (and
+    return the audit's integrity check, which the cohort reads the header and footer of)."""
     from ceredis.audit import audit_ledger
 
-    audit = audit_ledger(path)
+    audit = audit_ledger(path, progress=progress)
     if not audit.ok:
         problems = [str(f) for f in audit.findings] or audit.notes
         shown = "; ".join(problems[:SHOWN_FINDINGS])
@@ -173,10 +182,11 @@ def _verified(path: Path) -> str:
             + f". Run `ceredis verify {path}` for every finding, or pass --unverified to "
             "export it anyway"
         )
+    assert audit.integrity is not None  # audit_ledger always makes check 1
     return (
         f"verified: intact, complete and reproducible ({audit.replayed:,} of "
         f"{audit.records:,} records replayed)"
-    )
+    ), audit.integrity
 
 
 def _describe(part: Any, key: str) -> str | None:

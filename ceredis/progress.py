@@ -1,7 +1,8 @@
-"""What a person sees while a batch runs: a first line, progress, a summary.
+"""What a person sees while a command runs: a batch's first line, progress and summary;
+the steps of a verification, an export or a resume's check.
 
-On a terminal the progress is a rich bar (labelled elapsed and remaining time, learners/s,
-ok / skipped / failed); when stdout is not a terminal (cron, a pipe, a file), a plain line
+On a terminal the progress is a rich bar (labelled elapsed and remaining time, a rate,
+ok / skipped / failed for a batch); with no terminal (cron, a pipe, a file), a plain line
 goes to stderr every ``progress_interval`` seconds so that a long run's log shows life.
 """
 
@@ -11,12 +12,14 @@ import time
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.filesize import decimal, pick_unit_and_suffix
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -28,17 +31,128 @@ from ceredis.engine import ProgressHooks
 from ceredis.outcome import Counts, Outcome
 from ceredis.plan import BatchPlan
 from ceredis.report import BatchReport, plural
+from ceredis.steps import Step
 from ledger import Repair
 
-__all__ = ["BatchConsole", "plan_line", "source_total"]
+__all__ = ["BatchConsole", "StepMeter", "plan_line", "source_total"]
 
 
 class _Rate(ProgressColumn):
-    """Learners per second, as rich estimates it over the last few seconds."""
+    """Items per second (a task's ``unit``, learners by default; bytes as MB/s), as rich
+    estimates it over the last few seconds."""
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("– learners/s" if speed is None else f"{speed:,.1f} learners/s")
+        return Text(_rate(speed, task.fields.get("unit", "learners")))
+
+
+class _Done(ProgressColumn):
+    """Done of total, in the task's unit: ``1,234/2,900 records`` or ``12.3/57.6 MB``."""
+
+    def render(self, task: Task) -> Text:
+        return Text(_done(int(task.completed), int(task.total or 0), task.fields["unit"]))
+
+
+def _rate(speed: float | None, unit: str) -> str:
+    if unit == "bytes":
+        return "– MB/s" if speed is None else f"{decimal(int(speed))}/s"
+    return f"– {unit}/s" if speed is None else f"{speed:,.1f} {unit}/s"
+
+
+def _done(done: int, total: int, unit: str) -> str:
+    if unit == "bytes":  # as rich's DownloadColumn: 12.3/57.6 MB
+        size, suffix = pick_unit_and_suffix(total, ["bytes", "kB", "MB", "GB", "TB"], 1000)
+        digits = 0 if size == 1 else 1
+        return f"{done / size:,.{digits}f}/{total / size:,.{digits}f} {suffix}"
+    return f"{done:,}/{total:,} {unit}"
+
+
+class StepMeter:
+    """Shows a command's long steps as they go (it is a :data:`ceredis.steps.StepProgress`):
+    a bar per step on *console* when it is a terminal, else a plain line on *log* every
+    *interval* seconds. Close it (or use it in a ``with``) before printing the outcome."""
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        log: Console | None = None,
+        interval: float = DEFAULT_PROGRESS_INTERVAL,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console = console
+        self.log = log or console
+        self.interval = interval
+        self.quiet = quiet
+        self.clock = clock
+        self._bar: Progress | None = None
+        self._step: Step | None = None
+        self._task: TaskID | None = None
+        self._started = self._last = clock()
+
+    def __call__(self, step: Step, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if step is not self._step:
+            self._next(step, total)
+        if self._bar is not None:
+            assert self._task is not None
+            self._bar.update(self._task, completed=done, total=total)
+        elif self.clock() - self._last >= self.interval:
+            self._last = self.clock()
+            self.log.print(self.line(step, done, total), highlight=False, soft_wrap=True)
+
+    def _next(self, step: Step, total: int) -> None:
+        """Start showing *step*: a new bar under the finished ones, or its own lines."""
+        self._step, self._started = step, self.clock()
+        if not self.console.is_terminal:
+            return
+        if self._bar is None:
+            self._bar = _step_bar(self.console)
+            self._bar.start()
+        elif self._task is not None:
+            self._bar.stop_task(self._task)
+        self._task = self._bar.add_task(step.label, total=total, unit=step.unit)
+
+    def line(self, step: Step, done: int, total: int) -> str:
+        """One plain line: the step, done/total, rate, elapsed and remaining time."""
+        elapsed = self.clock() - self._started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        line = (
+            f"progress: {step.label} {_done(done, total, step.unit)}, "
+            f"{_rate(rate, step.unit)}, elapsed {_clock(elapsed)}"
+        )
+        if rate > 0:
+            line += f", remaining ~{_clock(max(total - done, 0) / rate)}"
+        return line
+
+    def close(self) -> None:
+        """Take the bars off the screen (they are transient): the outcome follows."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self) -> StepMeter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _step_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        _Done(),
+        _Rate(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("remaining"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 class BatchConsole(ProgressHooks):
@@ -65,7 +179,7 @@ class BatchConsole(ProgressHooks):
         self._total: int | None = None
         self._done = 0
         self._started = self._last = 0.0
-        self._checks: Progress | None = None
+        self._checks: StepMeter | None = None
         self._waited: float | None = None  # seconds of the outage last shown, if one lasts
 
     def start(self, plan: BatchPlan, total: int | None, done: int) -> None:
@@ -102,27 +216,22 @@ class BatchConsole(ProgressHooks):
         )
 
     def checking(self, checked: int, total: int) -> None:
-        """A transient bar while resume checks the recorded learners; else one line."""
-        if self.quiet or not self.console.is_terminal:
-            if checked == total:
-                self.console.print(
-                    f"checked the {total:,} recorded learners", highlight=False, soft_wrap=True
-                )
-            return
+        """Resume's check of the recorded learners: a bar (or plain lines), then one line."""
         if self._checks is None:
-            self._checks = Progress(
-                TextColumn("[bold]checking the ledger"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self._checks.start()
-            self._checks.add_task("checking", total=total)
-        self._checks.update(self._checks.task_ids[0], completed=checked)
+            self._checks = StepMeter(
+                self.console, log=self.log, interval=self.interval, quiet=self.quiet,
+                clock=self.clock,
+            )  # fmt: skip
+        self._checks(Step.RESUME, checked, total)
         if checked == total:
-            self._checks.stop()
+            self._checks.close()
             self._checks = None
+            if self.quiet or not self.console.is_terminal:
+                self.console.print(
+                    f"checked the {plural(total, 'recorded learner')}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
 
     def advance(self, outcome: Outcome) -> None:
         self.counts.add(outcome.status)
@@ -168,7 +277,7 @@ class BatchConsole(ProgressHooks):
 
     def stop(self) -> None:
         if self._checks is not None:
-            self._checks.stop()
+            self._checks.close()
             self._checks = None
         if self._bar is not None:
             self._bar.stop()

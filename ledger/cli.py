@@ -17,13 +17,14 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TextIO
 
 from ledger.errors import LedgerError, ProofError
 from ledger.proof import InclusionProof, prove_consistency, prove_verified, record_hash
 from ledger.report import VerifyReport
-from ledger.verify import verify_ledger
+from ledger.verify import Progress, verify_ledger
 
 __all__ = ["main"]
 
@@ -108,13 +109,41 @@ def _hex64(text: str) -> str:
 
 def _verify(args: argparse.Namespace, out: TextIO) -> int:
     expected = None if args.size is None else (args.size, args.root)
-    report = verify_ledger(args.file, expected)
+    with _bar() as progress:
+        report = verify_ledger(args.file, expected, progress)
     if args.json:
         json.dump(report.to_json(), out, indent=2)
         out.write("\n")
     else:
         out.write(_render(report, expected))
     return 0 if report.status == "ok" else 1
+
+
+@contextmanager
+def _bar() -> Iterator[Progress | None]:
+    """A transient byte bar on stderr when it is a terminal (rich is imported only then);
+    else no progress at all (stdout stays the report alone)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    with Bar(
+        TextColumn("[bold]verifying"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("remaining"),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("verifying", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _render(report: VerifyReport, expected: tuple[int, str] | None) -> str:
