@@ -40,11 +40,13 @@ StepProgress = Callable[[Step, int, int], None]
 def counted(
     items: Iterable[T], step: Step, total: int, progress: StepProgress | None
 ) -> Iterator[T]:
-    """Yield *items*, telling *progress* how many were taken every EVERY, and at the end."""
+    """Yield *items*, telling *progress* how many were taken: at the start (the step's
+    clock starts), every EVERY, and at the end."""
     if progress is None:
         yield from items
         return
     done = 0
+    progress(step, done, total)
     for done, item in enumerate(items, start=1):
         yield item
         if done % EVERY == 0:

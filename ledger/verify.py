@@ -32,7 +32,8 @@ def verify_ledger(
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Check every line of the ledger at *path*; optionally against a known (size, root),
-    telling *progress* the bytes checked so far about every :data:`PROGRESS_BYTES`."""
+    telling *progress* the bytes checked so far: at the start, about every
+    :data:`PROGRESS_BYTES` and at the end."""
     if expected is not None:
         size, root = expected
         if type(size) is not int or size < 0 or not _HEX64.fullmatch(str(root).lower()):
@@ -61,6 +62,7 @@ def _scan(
         total = 0  # scan says why it cannot read the file
     scanner = Scanner(expected)
     done, step = 0, PROGRESS_BYTES
+    progress(done, total)
     for _, line in scan(path, scanner):
         if line is not None:
             done += _size(line)

@@ -20,6 +20,7 @@ from ledger import LedgerWriter, ProblemKind, VerifyReport, verify_ledger
 from ledger.errors import LedgerFormatError
 from ledger.line import MAX_LINE, encode_line, sha256_hex
 from ledger.merkle import EMPTY_ROOT
+from ledger.verify import PROGRESS_BYTES
 from tests.ledger.helpers import FOOTER, HEADER, body, lines_of, write_ledger
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -382,3 +383,31 @@ def test_fast_check_agrees_on_random_damage(spec: Any, edits: list[Any]) -> None
         path = d / "damaged.jsonl"
         path.write_bytes(b"".join(lines))
         reports_agree(path)
+
+
+def test_progress_hears_bytes_at_line_ends_about_once_a_mib(tmp_path: Path) -> None:
+    """The callback hears 0 first, then the exact end of a line every MiB or so, then the
+    file's size; the report is the one made without a callback."""
+    path = write_ledger(tmp_path / "big.jsonl", [body(i) | {"pad": "x" * 900} for i in range(5000)])
+    size = path.stat().st_size
+    ends, offset = set(), 0
+    for line in lines_of(path):
+        offset += len(line)
+        ends.add(offset)
+    heard: list[tuple[int, int]] = []
+    report = verify_ledger(path, progress=lambda done, total: heard.append((done, total)))
+    assert report == verify_ledger(path) and report.ok
+    assert heard[0] == (0, size) and heard[-1] == (size, size)
+    done = [d for d, _ in heard[1:-1]]
+    assert size // PROGRESS_BYTES - 1 <= len(done) <= size // PROGRESS_BYTES >= 4
+    assert set(done) <= ends
+    assert all(b - a >= PROGRESS_BYTES for a, b in zip([0, *done], done, strict=False))
+
+
+def test_progress_of_a_damaged_ledger_still_ends_at_its_size(tmp_path: Path) -> None:
+    path = write_ledger(tmp_path / "l.jsonl", [body(i) for i in range(20)])
+    lines = lines_of(path)
+    path.write_bytes(b"".join([*lines[:5], b"not a ledger line\n", *lines[6:]]))
+    heard: list[tuple[int, int]] = []
+    report = verify_ledger(path, progress=lambda done, total: heard.append((done, total)))
+    assert not report.ok and heard[-1] == (path.stat().st_size,) * 2
