@@ -27,6 +27,7 @@ from ceredis.outcome import Counts
 from ceredis.plan import LEDGER_KIND
 from ceredis.record import replay_record
 from ceredis.referential import Referential, bundled_referential, parse_referential
+from ceredis.report import plural
 from ceredis.selection import LearnerList, Roster
 from ceredis.sources.files import file_sha256
 from ceredis.steps import Step, StepProgress, counted, integrity_progress
@@ -452,8 +453,9 @@ def _check_learners(
                     line,
                     None,
                     "learner list mismatch",
-                    f"the records list {got.count} learners (sha256 {got.sha256[:16]}…), the "
-                    f"{where} binds {want.count} (sha256 {want.sha256[:16]}…)",
+                    f"the records list {plural(got.count, 'learner')} (sha256 "
+                    f"{got.sha256[:16]}…), the {where} binds {want.count:,} (sha256 "
+                    f"{want.sha256[:16]}…)",
                 )
             )
 
@@ -552,8 +554,8 @@ def compare_learners(audit: Audit, expected: list[str], actual: list[tuple[int, 
             )
         else:
             audit.notes.append(
-                f"{len(expected) - position} learners of the run's list are not recorded "
-                f"yet; the next is {agent}"
+                f"{plural(len(expected) - position, 'learner')} of the run's list not "
+                f"recorded yet; the next is {agent}"
             )
             return
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ceredis.audit import Audit, Finding, Recorded, differences, short
 from ceredis.outcome import Status
+from ceredis.report import plural
 from ceredis.steps import Step, StepProgress, counted
 from ceredis.stores import ProfileRow, ResultRow, RunRow, parse_store_url
 
@@ -73,7 +74,7 @@ def _check_run_row(audit: Audit, run: RunRow) -> None:
                 None,
                 "database: count mismatch",
                 f"ceredis_run {run.run_id}: total {run.total} in the database, "
-                f"{audit.records} records in the ledger",
+                f"{plural(audit.records, 'record')} in the ledger",
             )
         )
     if not audit.complete and run.finished_at is not None:
@@ -82,7 +83,8 @@ def _check_run_row(audit: Audit, run: RunRow) -> None:
                 None,
                 None,
                 "database: run finished",
-                f"ceredis_run {run.run_id} says the run finished with {run.total} learners "
+                f"ceredis_run {run.run_id} says the run finished with "
+                f"{plural(run.total or 0, 'learner')} "
                 f"(resultsRoot {run.results_root}), but the ledger has no footer: it was cut",
             )
         )

@@ -639,6 +639,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from ceredis.interrupt import Interrupted, interruptible
     from ceredis.referential import load_referential
+    from ceredis.report import plural
     from ceredis.sample import write_cohort
 
     try:
@@ -658,7 +659,8 @@ def _sample(args: argparse.Namespace) -> int:
         )
         return stop.exit_code
     _say(
-        f"wrote {written.records:,} evidence records for {written.learners:,} learners to "
+        f"wrote {plural(written.records, 'evidence record')} for "
+        f"{plural(written.learners, 'learner')} to "
         f"{written.evidence}; roster ({written.without_evidence} without evidence) in "
         f"{written.roster}",
     )
@@ -829,6 +831,7 @@ def _run_row_findings(args: argparse.Namespace) -> list[Any]:
 
 
 def _restore(args: argparse.Namespace) -> int:
+    from ceredis.report import plural
     from ceredis.restore import restore_run
     from ceredis.stores import prepare_store
 
@@ -836,7 +839,8 @@ def _restore(args: argparse.Namespace) -> int:
     restored = restore_run(args.ledger, spec)
     state = "finished" if restored.finished else "unfinished (no footer yet)"
     _say(
-        f"restored run {restored.run_id} into {spec.display}: {restored.rows} learner rows "
+        f"restored run {restored.run_id} into {spec.display}: "
+        f"{plural(restored.rows, 'learner row')} "
         f"written or already there, run row {state}",
     )
     for agent, error in restored.conflicts.items():

@@ -21,6 +21,7 @@ from typing import Any
 from ceredis.errors import CeredisError, ConfigError, ReplayError
 from ceredis.proofs import checkpoint_path
 from ceredis.referential import Referential, bundled_referential, parse_referential
+from ceredis.report import plural
 from ceredis.steps import Step, StepProgress, counted, integrity_progress
 from ledger import VerifyReport, salvage_records, verify_ledger
 from ledger.decode import parse
@@ -185,7 +186,7 @@ def _verified(path: Path, progress: StepProgress | None) -> tuple[str, VerifyRep
     assert audit.integrity is not None  # audit_ledger always makes check 1
     return (
         f"verified: intact, complete and reproducible ({audit.replayed:,} of "
-        f"{audit.records:,} records replayed)"
+        f"{plural(audit.records, 'record')} replayed)"
     ), audit.integrity
 
 

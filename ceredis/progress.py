@@ -64,7 +64,7 @@ def _done(done: int, total: int, unit: str) -> str:
         size, suffix = pick_unit_and_suffix(total, ["bytes", "kB", "MB", "GB", "TB"], 1000)
         digits = 0 if size == 1 else 1
         return f"{done / size:,.{digits}f}/{total / size:,.{digits}f} {suffix}"
-    return f"{done:,}/{total:,} {unit}"
+    return f"{done:,}/{total:,} {unit.removesuffix('s') if total == 1 else unit}"
 
 
 class StepMeter:
@@ -254,9 +254,13 @@ class BatchConsole(ProgressHooks):
         new = self.counts.total
         rate = new / elapsed if elapsed > 0 else 0.0
         done = self._done + new
-        of = f"{done:,}/{self._total:,}" if self._total is not None else f"{done:,}"
+        of = (
+            f"{done:,}/{plural(self._total, 'learner')}"
+            if self._total is not None
+            else plural(done, "learner")
+        )
         line = (
-            f"progress: {of} learners, ok {self.counts.ok:,}, skipped "
+            f"progress: {of}, ok {self.counts.ok:,}, skipped "
             f"{self.counts.skipped:,}, failed {self.counts.failed:,}, {rate:,.1f} learners/s, "
             f"elapsed {_clock(elapsed)}"
         )

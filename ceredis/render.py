@@ -272,7 +272,8 @@ def audit_view(audit: Any) -> RenderableType:
 
 def _replay_summary(audit: Any) -> str:
     """``run R: N records: X replayed identically, Y differed, Z not replayable``."""
-    text = f"run {audit.run_id}: {audit.records} records: {audit.identical} replayed identically"
+    records = plural(audit.records, "record")
+    text = f"run {audit.run_id}: {records}: {audit.identical:,} replayed identically"
     if audit.differed:
         text += f", {audit.differed} differed"
     return text + f", {audit.not_replayable} not replayable (learners that could not be scored)"

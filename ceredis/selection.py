@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ceredis.errors import CeredisError, ConfigError
+from ceredis.report import plural
 from ceredis.sources import SourceSpec
 from ceredis.sources.files import file_sha256
 
@@ -129,15 +130,15 @@ class Roster:
         if self.learners is not None and listed == self.learners:
             return
         recorded = (
-            f"the run's {self.learners.count:,} learners"
+            f"the run's {plural(self.learners.count, 'learner')}"
             if self.learners is not None
             else "only the file's digest"
         )
         raise ConfigError(
             f"the learner list {self.file} changed since the run started (sha256 "
-            f"{now[:12]}… instead of {self.sha256[:12]}…; it lists {listed.count:,} learners "
-            f"and the ledger records {recorded}): put back the file the run started with, "
-            "then resume"
+            f"{now[:12]}… instead of {self.sha256[:12]}…; it lists "
+            f"{plural(listed.count, 'learner')} and the ledger records {recorded}): put back "
+            "the file the run started with, then resume"
         )
 
     def to_json(self) -> dict[str, Any]:

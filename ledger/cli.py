@@ -147,8 +147,8 @@ def _bar() -> Iterator[Progress | None]:
 
 
 def _render(report: VerifyReport, expected: tuple[int, str] | None) -> str:
-    records = f"{report.count} record{'s' * (report.count != 1)}"
-    anchored = f", matches the anchor ({expected[0]} records)" if expected else ""
+    records = _plural(report.count, "record")
+    anchored = f", matches the anchor ({_plural(expected[0], 'record')})" if expected else ""
     if report.status == "ok":
         head = f"ok: {records}, complete, root {report.root}{anchored}"
     elif report.status == "incomplete":
@@ -158,10 +158,14 @@ def _render(report: VerifyReport, expected: tuple[int, str] | None) -> str:
         )
     else:
         n = len(report.problems)
-        head = f"FAILED: {n} problem{'s' * (n != 1)} in {report.lines} lines"
+        head = f"FAILED: {_plural(n, 'problem')} in {_plural(report.lines, 'line')}"
     lines = [f"{report.path}: {head}"]
     lines += [f"  line {p.line_no}: {p.kind}: {p.message}" for p in report.problems]
     return "\n".join(lines) + "\n"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
 
 
 def _prove(args: argparse.Namespace, out: TextIO) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -176,6 +177,46 @@ def test_plurals_agree():
     report = BatchReport(concurrency=1)
     report.counts.add("OK")
     assert str(report).startswith("1 learner: ") and "(1 worker," in str(report)
+
+
+ONE_MANY = re.compile(r"(?<![\d,.])1 (learners|workers|records|rows|problems|lines)\b")
+
+
+def test_plurals_agree_for_one_learner_in_every_command(cohort, tmp_path):
+    """One learner, one worker, one record, through the real commands: never "1 learners"."""
+    one = tmp_path / "one.jsonl"
+    with cohort.open(encoding="utf-8") as lines:
+        one.write_text("".join(x for x in lines if '"L00001"' in x), encoding="utf-8")
+    ledger, store = tmp_path / "one.ledger.jsonl", f"sqlite:///{tmp_path / 'r.sqlite'}"
+    runs = {
+        "sample": ceredis("sample", "--agents", "1", "--out", str(tmp_path / "s.jsonl")),
+        "learners": ceredis("learners", "--source", str(one)),
+        "batch": ceredis("batch", "--all", "--source", str(one), "--workers", "1",
+                         "--database", store, "--ledger", str(ledger),
+                         env={"CEREDIS_PROGRESS_INTERVAL": "0.001"}),
+        "dry-run": ceredis("batch", "--dry-run", "--all", "--source", str(one), "--workers", "1",
+                           "--database", store, "--ledger", str(tmp_path / "n.jsonl")),
+    }  # fmt: skip
+    runs |= {
+        "verify": ceredis("verify", str(ledger)),
+        "export": ceredis("export", str(ledger), "--out", str(tmp_path / "one.csv")),
+        "restore": ceredis("restore", str(ledger), "--database", f"sqlite:///{tmp_path / 'b'}"),
+        "ceredis-ledger": subprocess.run(
+            [sys.executable, "-m", "ledger", "verify", str(ledger)], capture_output=True, text=True
+        ),
+    }
+    for name, done in runs.items():
+        assert done.returncode == 0, (name, done.stderr)
+        assert not ONE_MANY.search(done.stdout + done.stderr), (name, done.stdout + done.stderr)
+    said = {name: done.stdout + done.stderr for name, done in runs.items()}
+    assert "for 1 learner to" in said["sample"] and "1 learner in one.jsonl" in said["learners"]
+    assert "CEREDIS batch: 1 learner from one.jsonl into" in said["batch"]
+    assert "1 worker;" in said["batch"] and "1 worker\n" in said["dry-run"]
+    assert "progress: 1/1 learner, ok 1," in said["batch"]
+    assert ": 1 record: 1 replayed identically" in said["verify"]
+    assert "wrote 1 learner of" in said["export"] and "(1 of 1 record replayed)" in said["export"]
+    assert ": 1 learner row written" in said["restore"]
+    assert ": ok: 1 record, complete" in said["ceredis-ledger"]
 
 
 def tree(root: Path) -> list[str]:
