@@ -348,7 +348,7 @@ _HELP: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
         ),
     ),
     "verify": (
-        ("database", "paths.config_file"),
+        ("database", "progress_interval", "paths.config_file"),
         ("ceredis verify run.jsonl", "ceredis verify run.jsonl --database sqlite:///r.sqlite"),
     ),
     "evaluate": (
@@ -384,7 +384,7 @@ _HELP: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
          "ceredis check-proof L0001.proof --key signer.pub"),
     ),
     "export": (
-        ("database", "paths.config_file"),
+        ("database", "progress_interval", "paths.config_file"),
         ("ceredis export run.jsonl --out results.csv --bom",
          "ceredis export --database postgresql://host/db --run RUN_ID --out results.csv"),
     ),
@@ -394,7 +394,7 @@ _HELP: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
          "ceredis restore ~/ledgers/run.jsonl --database sqlite:///restored.sqlite"),
     ),
     "report": (
-        ("paths.config_file",),
+        ("progress_interval", "paths.config_file"),
         ("ceredis report run.jsonl --html cohort.html",
          "ceredis report ~/ledgers/run.jsonl --html /tmp/cohort.html"),
     ),

@@ -253,7 +253,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_workers", "max_workers", ("CEREDIS_MAX_WORKERS",), _workers, "4",
             "worker processes", "--workers"),
     Setting("progress_interval", "progress_interval", ("CEREDIS_PROGRESS_INTERVAL",),
-            _interval, "30", "seconds between progress lines when stdout is not a terminal"),
+            _interval, "30", "seconds between plain progress lines on stderr when no terminal "
+            "shows the bar (batch, verify, export, report)"),
     Setting("outage_budget", "outage_budget", ("CEREDIS_OUTAGE_BUDGET",), _budget, "120",
             "longest database or source outage waited out before the batch stops (s)"),
     Setting("source", "source", ("CEREDIS_SOURCE", "CASS_URL"), _text, "the bundled cohort",

@@ -261,10 +261,13 @@ def test_learners_of_a_file_source(cohort):
 
 
 def test_every_command_help_ends_with_environment_config_and_examples():
-    """Generated from the settings table: batch names every variable, none drifts."""
+    """`ceredis COMMAND --help`, run for real: generated from the settings table, batch
+    names every variable, none drifts."""
     commands = _parser()._subparsers._group_actions[0].choices
-    for name, sub in commands.items():
-        text = sub.format_help()
+    for name in commands:
+        done = ceredis(name, "--help")
+        assert done.returncode == 0, done.stderr
+        text = done.stdout
         environment, _, rest = text.partition("\nenvironment:\n")[2].partition("\n\nconfig file: ")
         assert environment, f"{name}: no environment section"
         assert "config.toml (CEREDIS_CONFIG names another)" in rest
@@ -274,6 +277,8 @@ def test_every_command_help_ends_with_environment_config_and_examples():
     for setting in SETTINGS:
         assert ", ".join(setting.env) in batch
     assert "CEREDIS_SOURCE, CASS_URL" in ceredis("evaluate", "--help").stdout
+    for name in ("verify", "export", "report"):  # they draw progress, so the interval applies
+        assert "CEREDIS_PROGRESS_INTERVAL" in ceredis(name, "--help").stdout
 
 
 def test_evaluate_prints_plain_text_when_not_a_terminal():
@@ -289,10 +294,34 @@ def test_evaluate_prints_plain_text_when_not_a_terminal():
 
 
 def test_the_ledger_script_is_ceredis_ledger():
-    """The console script collides with nothing, and its help names itself."""
+    """The console script collides with nothing, is installed, and its help names itself."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["ceredis-ledger"] == "ledger.cli:main" and "ledger" not in scripts
-    done = subprocess.run(
-        [sys.executable, "-m", "ledger", "--help"], capture_output=True, text=True, check=True
-    )
-    assert done.stdout.startswith("usage: ceredis-ledger ")
+    installed = Path(sys.executable).parent / "ceredis-ledger"
+    for argv in ([sys.executable, "-m", "ledger", "--help"], [str(installed), "--help"]):
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        assert done.stdout.startswith("usage: ceredis-ledger ")
+
+
+def test_verify_json_is_one_document_that_agrees_with_the_ledger(json_run, tmp_path):
+    """`verify --json`: stdout is the audit alone, its figures are the ledger's; a changed
+    record gives exit 1 and a finding naming its line and learner."""
+    _, ledger = json_run
+    done = ceredis("verify", str(ledger), "--json")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("\n") == 1
+    audit = json.loads(done.stdout)
+    bodies, footer = ledger_facts(ledger)
+    header = next(read_ledger(ledger)).body
+    assert audit["ok"] and audit["complete"] and audit["findings"] == []
+    assert audit["records"] == audit["identical"] == len(bodies) == 12 + BAD
+    assert audit["resultsRoot"] == audit["recomputedRoot"] == footer["ledger"]["resultsRoot"]
+    assert audit["runId"] == header["meta"]["runId"] and audit["ledger"] == str(ledger)
+    lines = ledger.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(b'"status":"OK"', b'"status":"ERROR"', 1)
+    changed = tmp_path / "changed.jsonl"
+    changed.write_bytes(b"".join(lines))
+    done = ceredis("verify", str(changed), "--json")
+    assert done.returncode == 1 and done.stdout.count("\n") == 1
+    findings = json.loads(done.stdout)["findings"]
+    assert findings[0]["line"] == 4 and findings[0]["agentId"] == bodies[2]["agentId"]
