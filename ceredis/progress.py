@@ -68,9 +68,8 @@ def _done(done: int, total: int, unit: str) -> str:
 
 
 class StepMeter:
-    """Shows a command's long steps as they go (it is a :data:`ceredis.steps.StepProgress`):
-    a bar per step on *console* when it is a terminal, else a plain line on *log* every
-    *interval* seconds. Close it (or use it in a ``with``) before printing the outcome."""
+    """A :data:`ceredis.steps.StepProgress` for people: a bar per step on *console* if it is a
+    terminal, else a plain line on *log* every *interval* seconds; close it before printing."""
 
     def __init__(
         self,
@@ -88,7 +87,7 @@ class StepMeter:
         self.clock = clock
         self._bar: Progress | None = None
         self._step: Step | None = None
-        self._task: TaskID | None = None
+        self._task = TaskID(0)  # the current step's, once there is a bar
         self._started = self._last = clock()
 
     def __call__(self, step: Step, done: int, total: int) -> None:
@@ -97,7 +96,6 @@ class StepMeter:
         if step is not self._step:
             self._next(step, total)
         if self._bar is not None:
-            assert self._task is not None
             self._bar.update(self._task, completed=done, total=total)
         elif self.clock() - self._last >= self.interval:
             self._last = self.clock()
@@ -111,7 +109,7 @@ class StepMeter:
         if self._bar is None:
             self._bar = _step_bar(self.console)
             self._bar.start()
-        elif self._task is not None:
+        else:
             self._bar.stop_task(self._task)
         self._task = self._bar.add_task(step.label, total=total, unit=step.unit)
 
