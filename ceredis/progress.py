@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.filesize import decimal, pick_unit_and_suffix
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
@@ -47,10 +46,14 @@ class _Rate(ProgressColumn):
 
 
 class _Done(ProgressColumn):
-    """Done of total, in the task's unit: ``1,234/2,900 records`` or ``12.3/57.6 MB``."""
+    """Done of total, in the task's unit: ``1,234/2,900 records``, ``12.3/57.6 MB``, or
+    ``1,234 learners`` when the total is not known."""
 
     def render(self, task: Task) -> Text:
-        return Text(_done(int(task.completed), int(task.total or 0), task.fields["unit"]))
+        done, unit = int(task.completed), task.fields.get("unit", "learners")
+        if task.total is None:
+            return Text(plural(done, unit.removesuffix("s")))
+        return Text(_done(done, int(task.total), unit))
 
 
 def _rate(speed: float | None, unit: str) -> str:
@@ -190,7 +193,7 @@ class BatchConsole(ProgressHooks):
         self._bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            _Done(),
             TextColumn("ok {task.fields[ok]:,} · skipped {task.fields[skipped]:,} · "
                        "failed {task.fields[failed]:,}"),
             _Rate(),

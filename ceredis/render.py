@@ -261,8 +261,8 @@ def audit_view(audit: Any) -> RenderableType:
     if audit.database_rows is not None:
         lines.append(
             Text(
-                f"database: {audit.database_rows} result rows and {audit.profile_rows} profile "
-                "rows checked field by field"
+                f"database: {plural(audit.database_rows, 'result row')} and "
+                f"{plural(audit.profile_rows or 0, 'profile row')} checked field by field"
             )
         )
     lines += [Text(f"note: {note}", style="yellow") for note in audit.notes]

@@ -225,7 +225,7 @@ def test_batch_and_resume_draw_labelled_bars_on_a_terminal(run, tmp_path):
     scoring = bar_of(terminal, "scoring")
     assert scoring, screen_lines(terminal)
     final = scoring[-1]
-    assert re.search(r" 9/9 ok \d · skipped \d · failed 0 ", final), final
+    assert re.search(r" 9/9 learners ok \d · skipped \d · failed 0 ", final), final
     assert "learners/s" in final and " elapsed " in final and " remaining " in final
     unfinished = tmp_path / "unfinished.jsonl"
     unfinished.write_bytes(b"".join(ledger.read_bytes().splitlines(keepends=True)[:-1]))

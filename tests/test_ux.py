@@ -198,7 +198,7 @@ def test_plurals_agree_for_one_learner_in_every_command(cohort, tmp_path):
                            "--database", store, "--ledger", str(tmp_path / "n.jsonl")),
     }  # fmt: skip
     runs |= {
-        "verify": ceredis("verify", str(ledger)),
+        "verify": ceredis("verify", str(ledger), "--database", store),
         "export": ceredis("export", str(ledger), "--out", str(tmp_path / "one.csv")),
         "restore": ceredis("restore", str(ledger), "--database", f"sqlite:///{tmp_path / 'b'}"),
         "ceredis-ledger": subprocess.run(
@@ -214,6 +214,7 @@ def test_plurals_agree_for_one_learner_in_every_command(cohort, tmp_path):
     assert "1 worker;" in said["batch"] and "1 worker\n" in said["dry-run"]
     assert "progress: 1/1 learner, ok 1," in said["batch"]
     assert ": 1 record: 1 replayed identically" in said["verify"]
+    assert "database: 1 result row and 1 profile row checked" in said["verify"]
     assert "wrote 1 learner of" in said["export"] and "(1 of 1 record replayed)" in said["export"]
     assert ": 1 learner row written" in said["restore"]
     assert ": ok: 1 record, complete" in said["ceredis-ledger"]
