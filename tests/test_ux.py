@@ -326,3 +326,25 @@ def test_verify_json_is_one_document_that_agrees_with_the_ledger(json_run, tmp_p
     assert done.returncode == 1 and done.stdout.count("\n") == 1
     findings = json.loads(done.stdout)["findings"]
     assert findings[0]["line"] == 4 and findings[0]["agentId"] == bodies[2]["agentId"]
+
+
+def test_batch_json_names_the_checkpoint_when_the_run_is_signed(cohort, tmp_path):
+    """With CEREDIS_SIGNING_KEY (a key from `ceredis keygen`), the summary's checkpoint is
+    the signed file beside the ledger, and it signs the summary's resultsRoot."""
+    keygen = ceredis("keygen", "school.example/ceredis", "--out", str(tmp_path / "signer"))
+    assert keygen.returncode == 0, keygen.stderr
+    ledger = tmp_path / "signed.jsonl"
+    done = ceredis(
+        "batch", "--json", "--agent", "L00001", "--agent", "L00002", "--source", str(cohort),
+        "--database", f"sqlite:///{tmp_path / 'r.sqlite'}", "--ledger", str(ledger),
+        env={"CEREDIS_SIGNING_KEY": str(tmp_path / "signer.key")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    checkpoint = tmp_path / "signed.checkpoint"
+    assert summary["checkpoint"] == str(checkpoint) and checkpoint.is_file()
+    verified = ceredis(
+        "verify", str(ledger), "--json", "--checkpoint", str(checkpoint),
+        "--key", str(tmp_path / "signer.pub"), "--root", summary["resultsRoot"],
+    )  # fmt: skip
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"], verified.stdout
