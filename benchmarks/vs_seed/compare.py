@@ -201,6 +201,8 @@ class Upstream:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=10)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
             self.process = None
 
     @property
