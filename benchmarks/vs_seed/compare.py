@@ -535,17 +535,24 @@ def check_agreement(ctx: Context, point: Point) -> dict[str, Any]:
 
 
 def tune(ctx: Context, point: Point, sample: Context) -> tuple[Setting, list[dict]]:
-    """The project's best setting at *point*, by a short run of each candidate."""
+    """The project's best setting at *point*, by a short run of each candidate on the
+    sample; ranked by the rate once the first request went out (start-up left out, as
+    it weighs ten times more on a sample than on the cohort), on files end to end."""
+    candidates = candidate_settings(point, ctx.has_in_flight)
+    if len(candidates) == 1:
+        return candidates[0], []
     tried = []
-    for setting in candidate_settings(point, ctx.has_in_flight):
+    for setting in candidates:
         run, _ = measure(sample, "project", point, setting)
-        tried.append({"setting": setting.label, "rate": run.rate, "exit": run.exit_code})
+        rate = run.rate
+        if run.first_request_s is not None:
+            rate = run.learners / (run.wall - run.first_request_s)
+        tried.append({"setting": setting.label, "rate": rate, "exit": run.exit_code})
     ok = [t for t in tried if t["exit"] == 0]
     if not ok:
         raise BenchError(f"every project setting failed while tuning {point.label}")
     best = max(ok, key=lambda t: t["rate"])["setting"]
-    chosen = next(s for s in candidate_settings(point, ctx.has_in_flight) if s.label == best)
-    return chosen, tried
+    return next(s for s in candidates if s.label == best), tried
 
 
 def t0_runs(ctx: Context, points: Sequence[Point], results: Mapping[Point, list[Run]]) -> dict:
