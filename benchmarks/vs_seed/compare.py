@@ -390,6 +390,38 @@ def port_command(ctx: Context, point: Point, dsn: str, tmp: Path) -> list[str]:
     ]
 
 
+@dataclass
+class Counters:
+    """Cumulative CPU counters read just before and just after a run."""
+
+    upstream: float
+    busy: float
+    driver: float
+    clock: float
+
+    @classmethod
+    def now(cls, upstream: Upstream | None) -> Counters:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(
+            upstream=upstream.cpu() if upstream else 0.0,
+            busy=machine_busy()[0],
+            driver=me.ru_utime + me.ru_stime,
+            clock=time.monotonic(),
+        )
+
+
+def launch(command: list[str], env: Mapping[str, str], dbname: str, tmp: Path) -> tuple:
+    """Run a command to its exit, sampling its tree: (exit code, CPU of the tree from
+    wait4, the sampler, stderr)."""
+    with open(tmp / "stdout", "wb") as out, open(tmp / "stderr", "wb") as err:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
+        with TreeSampler(process.pid, dbname) as sampler:
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = (tmp / "stderr").read_text(encoding="utf-8", errors="replace")
+    return process.returncode, usage.ru_utime + usage.ru_stime, sampler, stderr
+
+
 def measure(ctx: Context, engine: str, point: Point, setting: Setting | None) -> tuple[Run, dict]:
     """Run one engine once on a fresh database; return the figures and its rows."""
     wait_quiet(timeout=ctx.quiet_timeout)
@@ -399,53 +431,38 @@ def measure(ctx: Context, engine: str, point: Point, setting: Setting | None) ->
             command = project_command(ctx, point, setting, dsn, tmp)
             env = {**os.environ, **bench_env(ctx.directory)}
         else:
-            command = port_command(ctx, point, dsn, tmp)
-            env = dict(os.environ)
+            command, env = port_command(ctx, point, dsn, tmp), dict(os.environ)
         if ctx.upstream is not None:
             ctx.upstream.control("reset")
-        upstream_before = ctx.upstream.cpu() if ctx.upstream else 0.0
-        busy_before = machine_busy()[0]
-        self_before = resource.getrusage(resource.RUSAGE_SELF)
-        started, wall_clock = time.monotonic(), time.time()
-        with open(tmp / "stdout", "wb") as out, open(tmp / "stderr", "wb") as err:
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err)
-            with TreeSampler(process.pid, dsn.rsplit("/", 1)[1]) as sampler:
-                _, status, usage = os.wait4(process.pid, 0)
-                process.returncode = os.waitstatus_to_exitcode(status)
-                wall = time.monotonic() - started
-        busy = machine_busy()[0] - busy_before
-        self_after = resource.getrusage(resource.RUSAGE_SELF)
-        upstream_cpu = (ctx.upstream.cpu() if ctx.upstream else 0.0) - upstream_before
-        driver_cpu = (self_after.ru_utime + self_after.ru_stime) - (
-            self_before.ru_utime + self_before.ru_stime
-        )
+        before, wall_clock = Counters.now(ctx.upstream), time.time()
+        code, cpu_tree, sampler, stderr = launch(command, env, dsn.rsplit("/", 1)[1], tmp)
+        after = Counters.now(ctx.upstream)
         stats = ctx.upstream.control("stats") if ctx.upstream else {"requests": 0}
-        cpu_tree = usage.ru_utime + usage.ru_stime
-        postgres = sum(sampler.backend_cpu.values())
         rows = read_rows(dsn, "ceredis_result" if engine == "project" else "seed_result")
-        stderr = (tmp / "stderr").read_text(encoding="utf-8", errors="replace")
+    wall, busy = after.clock - before.clock, after.busy - before.busy
+    postgres = sum(sampler.backend_cpu.values())
+    upstream, driver = after.upstream - before.upstream, after.driver - before.driver
     with open("/proc/loadavg", encoding="ascii") as f:
         load1 = float(f.read().split()[0])
-    accounted = cpu_tree + upstream_cpu + postgres + driver_cpu
     run = Run(
         engine=engine,
         point=point,
         setting=setting.label if setting else f"concurrency {point.n}",
         learners=ctx.learners,
-        exit_code=process.returncode,
+        exit_code=code,
         wall=wall,
         cpu_tree=cpu_tree,
         peak_rss_mb=sampler.peak_rss / 2**20,
-        upstream_cpu=upstream_cpu,
+        upstream_cpu=upstream,
         postgres_cpu=postgres,
-        driver_cpu=driver_cpu,
+        driver_cpu=driver,
         busy_cores=busy / wall,
-        other_cores=max(0.0, busy - accounted) / wall,
+        other_cores=max(0.0, busy - cpu_tree - upstream - postgres - driver) / wall,
         load1=load1,
         requests=stats["requests"],
         db_connections=sampler.max_connections,
         first_request_s=stats["first"] - wall_clock if stats.get("first") else None,
-        stderr_tail=stderr.strip()[-600:] if process.returncode not in (0,) else "",
+        stderr_tail=stderr.strip()[-600:] if code != 0 else "",
     )
     return run, rows
 
@@ -505,7 +522,7 @@ def set_latency(ctx: Context, point: Point) -> None:
 
 def checked(ctx: Context, run: Run, rows: dict) -> Run:
     """Compare a run's rows with the reference; a failed run is a setup error."""
-    if run.exit_code not in (0,):
+    if run.exit_code != 0:
         raise BenchError(
             f"{run.engine} at {run.point.label} exited with {run.exit_code}:\n{run.stderr_tail}"
         )
