@@ -122,7 +122,7 @@ class Setting:
 
 def candidate_settings(point: Point, has_in_flight: bool) -> list[Setting]:
     """Every setting the tuning tries: at most N processes, at most N requests in flight."""
-    workers = [w for w in (1, 2, 4, 8, 16) if w <= point.n] or [point.n]
+    workers = [w for w in (1, 2, 4, 8, 16) if w <= point.n]
     if point.n not in workers:
         workers.append(point.n)
     in_flight = point.n if has_in_flight and point.source == "xapi" else None
@@ -608,6 +608,7 @@ def summarize(point: Point, runs: list[Run], t0: Mapping, setting: Setting, trie
     """Medians over rounds of each engine's figures, and the median per-round ratio."""
     by = {e: [r for r in runs if r.engine == e] for e in ("project", "seed")}
     ratios = [p.rate / s.rate for p, s in zip(by["project"], by["seed"], strict=True)]
+    med = statistics.median
     summary: dict[str, Any] = {
         "point": point.label,
         "source": point.source,
@@ -620,7 +621,6 @@ def summarize(point: Point, runs: list[Run], t0: Mapping, setting: Setting, trie
     }
     for engine, engine_runs in by.items():
         bounds = [bound(r, t0[(engine, point.source)]) for r in engine_runs]
-        med = lambda values: statistics.median(values)  # noqa: E731
         summary[engine] = {
             "rate": med([r.rate for r in engine_runs]),
             "cpuMsPerLearner": med([r.per_learner_ms(r.cpu_tree) for r in engine_runs]),
@@ -699,6 +699,7 @@ COLUMNS = (
     "X* seed (binds)",
     "X/X* proj",
     "X/X* seed",
+    "DB conns",
     "upstream ms/l",
     "load",
     "other cores",
@@ -726,6 +727,7 @@ def table(points: Sequence[Mapping[str, Any]]) -> str:
             f"{q['xStar']:.1f} ({q['binds']})",
             f"{p['efficiency']:.2f}",
             f"{q['efficiency']:.2f}",
+            f"{p['dbConnections']} / {q['dbConnections']}",
             f"{p['upstreamCpuMsPerLearner']:.2f} / {q['upstreamCpuMsPerLearner']:.2f}",
             f"{max(p['load1'], q['load1']):.1f}",
             f"{p['otherCores']:.2f} / {q['otherCores']:.2f}",
