@@ -121,3 +121,20 @@ def _kill_when_overlapping(cass: CassDouble, stop: threading.Event, killed: list
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
         time.sleep(0.005)
+
+
+def test_in_flight_comes_from_the_flag_the_environment_or_the_config_file(tmp_path):
+    """--in-flight > CEREDIS_IN_FLIGHT > in_flight in the config file > 16; 0 is refused."""
+    from ceredis.config import load_settings
+    from ceredis.errors import ConfigError
+
+    config = tmp_path / "config.toml"
+    config.write_text("in_flight = 4\n", encoding="utf-8")
+    env = {"CEREDIS_CONFIG": str(config)}
+    (tmp_path / "empty.toml").write_text("", encoding="utf-8")
+    assert load_settings({}, {"CEREDIS_CONFIG": str(tmp_path / "empty.toml")}).in_flight == 16
+    assert load_settings({}, env).in_flight == 4
+    assert load_settings({}, {**env, "CEREDIS_IN_FLIGHT": "8"}).in_flight == 8
+    assert load_settings({"in_flight": 2}, {**env, "CEREDIS_IN_FLIGHT": "8"}).in_flight == 2
+    with pytest.raises(ConfigError, match=r"--in-flight=0 is out of range \[1, 1024\]"):
+        load_settings({"in_flight": 0}, env)
