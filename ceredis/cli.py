@@ -130,6 +130,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes (default: CEREDIS_MAX_WORKERS, config file, then 4)",
     )
+    batch.add_argument(
+        "--in-flight",
+        type=int,
+        metavar="M",
+        help="requests to a remote source in flight at once, all workers together; each "
+        "worker fetches the next learners while it scores (default: CEREDIS_IN_FLIGHT, "
+        "config file, then 16)",
+    )
     _source_option(batch)
     batch.add_argument(
         "--database",
@@ -508,12 +516,16 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
         if args.agent or args.file or args.all or args.source or args.ledger:
             raise ConfigError(
                 "--resume continues a recorded run: its learners, source and ledger come "
-                "from the ledger; give only --database, --workers or --report"
+                "from the ledger; give only --database, --workers, --in-flight or --report"
             )
         if args.retry_failed:
             raise ConfigError("give either --resume or --retry-failed, not both")
         return plan_resume(
-            args.resume, database=args.database, workers=args.workers, report=args.report
+            args.resume,
+            database=args.database,
+            workers=args.workers,
+            in_flight=args.in_flight,
+            report=args.report,
         )
     if args.retry_failed:
         return _retry_failed_plan(args)
@@ -524,6 +536,7 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
         source=args.source,
         database=args.database,
         workers=args.workers,
+        in_flight=args.in_flight,
         ledger=args.ledger,
         report=args.report,
         chunksize=args.chunksize,
@@ -586,6 +599,7 @@ def _retry_failed_plan(args: argparse.Namespace) -> BatchPlan:
         source=args.source,
         database=args.database,
         workers=args.workers,
+        in_flight=args.in_flight,
         new_ledger=args.ledger,
         report=args.report,
         chunksize=args.chunksize,

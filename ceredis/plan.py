@@ -92,6 +92,7 @@ def plan_batch(
     source: str | None = None,
     database: str | None = None,
     workers: int | None = None,
+    in_flight: int | None = None,
     ledger: Path | None = None,
     report: Path | None = None,
     chunksize: int | None = None,
@@ -105,7 +106,9 @@ def plan_batch(
     into SQLite under the user data directory. ``check_store=False`` (a dry run) parses
     the store URL without connecting, so that nothing is created.
     """
-    settings = load_settings({"max_workers": workers, "source": source, "database": database})
+    settings = load_settings(
+        {"max_workers": workers, "in_flight": in_flight, "source": source, "database": database}
+    )
     chosen = [bool(agents), agents_file is not None, all_agents]
     if sum(chosen) > 1:
         raise ConfigError("choose the learners with one of --agent, --file or --all")
@@ -163,6 +166,7 @@ def plan_resume(
     *,
     database: str | None = None,
     workers: int | None = None,
+    in_flight: int | None = None,
     report: Path | None = None,
 ) -> BatchPlan:
     """A plan that finishes the run recorded in an unfinished ledger (``--resume``).
@@ -173,7 +177,7 @@ def plan_resume(
     ledger = Path(ledger)
     with closing(read_ledger(ledger)) as records:
         header = _ledger_header(records, ledger)
-    settings = load_settings({"max_workers": workers, "database": database})
+    settings = load_settings({"max_workers": workers, "in_flight": in_flight, "database": database})
     referential = parse_referential(header["referential"], f"{ledger} header")
     source = header["source"]
     spec = prepare_source(source["uri"], settings)

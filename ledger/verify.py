@@ -12,18 +12,15 @@ import re
 from collections.abc import Callable
 from os import PathLike
 
-from ledger.line import Line, encode_line
 from ledger.report import VerifyReport
-from ledger.scanner import Scanner, scan, scan_file
+from ledger.scanner import Scanner, scan_file
 
-__all__ = ["PROGRESS_BYTES", "Progress", "verify_ledger"]
+__all__ = ["Progress", "verify_ledger"]
 
 _HEX64 = re.compile("[0-9a-f]{64}")
 
-#: ``progress(bytes_checked, total_bytes)``, called as verification goes.
+#: ``progress(bytes_read, total_bytes)``, called as verification goes.
 Progress = Callable[[int, int], None]
-PROGRESS_BYTES = 1 << 20  # progress is called about once per MiB checked, and at the end
-_ENVELOPE = len(encode_line(b"", "0" * 64, "", "0" * 64, 0)) - 1  # a line less body, kind, seq
 
 
 def verify_ledger(
@@ -32,8 +29,7 @@ def verify_ledger(
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Check every line of the ledger at *path*; optionally against a known (size, root),
-    telling *progress* the bytes checked so far: at the start, about every
-    :data:`PROGRESS_BYTES` and at the end."""
+    telling *progress* the bytes read: 0 first, after each block read (1 MiB), the size last."""
     if expected is not None:
         size, root = expected
         if type(size) is not int or size < 0 or not _HEX64.fullmatch(str(root).lower()):
@@ -55,24 +51,18 @@ def verify_ledger(
 def _scan(
     path: str | PathLike[str], expected: tuple[int, str] | None, progress: Progress
 ) -> Scanner:
-    """:func:`scan_file`, telling *progress* the bytes of the lines that parsed so far."""
+    """:func:`scan_file`, telling *progress* the bytes read against the file's size."""
     try:
-        total = os.stat(path).st_size
+        size = os.stat(path).st_size
     except OSError:
-        total = 0  # scan says why it cannot read the file
-    scanner = Scanner(expected)
-    done, step = 0, PROGRESS_BYTES
-    progress(done, total)
-    for _, line in scan(path, scanner):
-        if line is not None:
-            done += _size(line)
-            if done >= step:
-                step = done + PROGRESS_BYTES
-                progress(done, max(total, done))
-    progress(max(total, done), max(total, done))
+        size = 0  # scan_file says why it cannot read the file
+    read = [0]
+
+    def heard(done: int) -> None:
+        read[0] = done
+        progress(done, max(size, done))
+
+    progress(0, size)
+    scanner = scan_file(path, expected, heard)
+    progress(max(size, read[0]), max(size, read[0]))
     return scanner
-
-
-def _size(line: Line) -> int:
-    """The stored length of a line that parsed (its envelope has a fixed shape)."""
-    return _ENVELOPE + len(line.body) + len(line.kind) + len(str(line.seq))
