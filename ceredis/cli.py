@@ -129,6 +129,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes (default: CEREDIS_MAX_WORKERS, config file, then 4)",
     )
+    batch.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        help="score on local worker processes (default) or on a Dask cluster (the dask extra)",
+    )
+    batch.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --executor dask: an existing cluster's scheduler, tcp://host:8786 or "
+        "tls://… (default: a LocalCluster of --workers processes)",
+    )
     _source_option(batch)
     batch.add_argument(
         "--database",
@@ -512,7 +523,12 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
         if args.retry_failed:
             raise ConfigError("give either --resume or --retry-failed, not both")
         return plan_resume(
-            args.resume, database=args.database, workers=args.workers, report=args.report
+            args.resume,
+            database=args.database,
+            workers=args.workers,
+            report=args.report,
+            executor=args.executor,
+            scheduler=args.scheduler,
         )
     if args.retry_failed:
         return _retry_failed_plan(args)
@@ -528,6 +544,8 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
         chunksize=args.chunksize,
         allow_empty=args.allow_empty,
         check_store=not args.dry_run,
+        executor=args.executor,
+        scheduler=args.scheduler,
     )
 
 

@@ -65,6 +65,8 @@ class BatchPlan:
     outage_budget: float = 120.0  # seconds an outage is waited out before the batch stops
     repairs: dict[str, str] | None = None  # the run whose ERROR learners this one rescores
     signing_key: Path | None = None  # signs the finished run's checkpoint (CEREDIS_SIGNING_KEY)
+    executor: str = "local"  # "local": the process pool; "dask": a Dask cluster
+    scheduler: str | None = None  # the Dask scheduler's address (None: a LocalCluster)
 
     def header(self) -> dict[str, Any]:
         """The ledger header: everything needed to replay or resume, and no secret."""
@@ -98,6 +100,8 @@ def plan_batch(
     referential: Referential | None = None,
     allow_empty: bool = False,
     check_store: bool = True,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> BatchPlan:
     """Resolve settings (flag > environment > config file > default) and check them all.
 
@@ -105,7 +109,15 @@ def plan_batch(
     into SQLite under the user data directory. ``check_store=False`` (a dry run) parses
     the store URL without connecting, so that nothing is created.
     """
-    settings = load_settings({"max_workers": workers, "source": source, "database": database})
+    settings = load_settings(
+        {
+            "max_workers": workers,
+            "source": source,
+            "database": database,
+            "executor": executor,
+            "scheduler": scheduler,
+        }
+    )
     chosen = [bool(agents), agents_file is not None, all_agents]
     if sum(chosen) > 1:
         raise ConfigError("choose the learners with one of --agent, --file or --all")
@@ -155,6 +167,8 @@ def plan_batch(
         embedded=settings.source is None and settings.database is None,
         outage_budget=settings.outage_budget,
         signing_key=settings.signing_key,
+        executor=settings.executor,
+        scheduler=settings.scheduler,
     )
 
 
@@ -164,6 +178,8 @@ def plan_resume(
     database: str | None = None,
     workers: int | None = None,
     report: Path | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> BatchPlan:
     """A plan that finishes the run recorded in an unfinished ledger (``--resume``).
 
@@ -173,7 +189,9 @@ def plan_resume(
     ledger = Path(ledger)
     with closing(read_ledger(ledger)) as records:
         header = _ledger_header(records, ledger)
-    settings = load_settings({"max_workers": workers, "database": database})
+    settings = load_settings(
+        {"max_workers": workers, "database": database, "executor": executor, "scheduler": scheduler}
+    )
     referential = parse_referential(header["referential"], f"{ledger} header")
     source = header["source"]
     spec = prepare_source(source["uri"], settings)
@@ -209,6 +227,8 @@ def plan_resume(
         resume=True,
         outage_budget=settings.outage_budget,
         signing_key=settings.signing_key,
+        executor=settings.executor,
+        scheduler=settings.scheduler,
     )
 
 
