@@ -488,6 +488,11 @@ def _run_planned(plan: BatchPlan, args: argparse.Namespace) -> int:
         total = source_total(plan) if total is None else total
         _say(plan_view(plan, total))
         return EXIT_OK
+    if plan.executor == "dask":
+        from ceredis.dask_pool import insecure_scheduler
+
+        if warning := insecure_scheduler(plan.scheduler):
+            Console(stderr=True).print(f"warning: {warning}", highlight=False, soft_wrap=True)
     interval = load_settings().progress_interval
     out = Console(stderr=True) if args.json else Console()
     console = BatchConsole(out, quiet=args.quiet, interval=interval)

@@ -270,6 +270,9 @@ class _Stream:
         self.completed.add(future)
 
     def _take(self, future: Any) -> None:
+        if future.status not in ("finished", "error", "cancelled"):
+            self.completed.add(future)  # its result was on a lost worker: it is being rerun
+            return
         number, part = self.owner.pop(future.key)
         slot = self.slots[number]
         if future.status == "finished":
@@ -354,7 +357,11 @@ def _client(plan: BatchPlan) -> Iterator[Any]:
         with client:
             yield client
         return
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    only_running = {  # a worker holds only the task it runs: a death blames that one
+        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    with dask.config.set(only_running):
         cluster = LocalCluster(
             n_workers=plan.workers,
             threads_per_worker=1,
