@@ -72,6 +72,7 @@ class WorkerRecipe:
     store_url: str  # redacted: a worker's own CEREDIS_DATABASE_URL takes precedence
     outage_budget: float
     rate: float | None  # the cluster-wide request rate; None for a file source
+    burst: int  # the rate limit's burst: how late a reserved slot may still be used
 
     @classmethod
     def of(cls, plan: BatchPlan) -> WorkerRecipe:
@@ -84,6 +85,7 @@ class WorkerRecipe:
             plan.store.display,
             plan.outage_budget,
             plan.source.settings.rate.rate if remote else None,
+            plan.source.settings.rate.burst,
         )
 
 
@@ -173,7 +175,9 @@ class _Session(WorkerPlugin):
         if recipe.rate is not None:
             from ceredis.dask_rate import ClusterLimiter, scheduler_caller
 
-            limiter = ClusterLimiter(recipe.run_id, recipe.rate, scheduler_caller(self.dask_worker))
+            limiter = ClusterLimiter(
+                recipe.run_id, recipe.rate, recipe.burst, scheduler_caller(self.dask_worker)
+            )
         context = WorkerContext(
             run_id=recipe.run_id,
             run_started_at=recipe.started_at,

@@ -8,8 +8,9 @@ that the round trip never throttles the rate.
 The calendar divides time into cells of ``T = 1/rate`` seconds and gives each cell to
 at most one request; a worker asks for *k* slots spaced by its own request cadence, so
 blocks of different workers interleave. Any window of ``W`` seconds then holds at most
-``rate·W + 1`` reserved slots. A worker uses a slot at its time or up to one interval
-late (else it gives it up), so request starts stay within ``rate·W + 2``. Slot times
+``rate·W + 1`` reserved slots. A worker uses a slot at its time or up to
+``g = max(1, burst - 1)/rate`` late (else it gives it up): the burst allowance is spent
+as lateness, and request starts stay within ``rate·W + max(2, burst)``. Slot times
 travel as delays from the scheduler's "now" and are counted from the reply's arrival,
 so no two clocks need to agree.
 """
@@ -86,9 +87,10 @@ class ClusterLimiter:
     """In a Dask worker: the batch's limiter (``acquire``/``pause``), backed by the
     scheduler's calendar, a block of slots per round trip."""
 
-    def __init__(self, run_id: str, rate: float, call: Callable[..., Any]) -> None:
+    def __init__(self, run_id: str, rate: float, burst: int, call: Callable[..., Any]) -> None:
         self.rate = rate
         self.interval = 1.0 / rate
+        self.grace = max(1, burst - 1) / rate  # how late a slot may still be used
         self._ops = tuple(f"{op}{run_id}" for op in _OPS)
         self._call = call  # call(op, **kwargs): the scheduler's answer
         self._slots: deque[float] = deque()
@@ -101,7 +103,7 @@ class ClusterLimiter:
         with self._lock:
             now = time.monotonic()
             self._learn_cadence(now)
-            while self._slots and self._slots[0] < now - self.interval:
+            while self._slots and self._slots[0] < now - self.grace:
                 self._slots.popleft()  # too late to use without exceeding the rate
             if not self._slots:
                 self._refill(max_wait)
