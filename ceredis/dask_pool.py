@@ -25,7 +25,7 @@ from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
-from ceredis.config import SETTINGS, Settings, load_settings
+from ceredis.config import SETTINGS, Settings, load_settings, redact_url
 from ceredis.errors import CeredisError, ConfigError, OutageError
 from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan
@@ -115,6 +115,12 @@ def _set(settings: Any, attr: str, value: Any) -> Any:
     return replace(settings, **{head: inner})
 
 
+def _store_url(own: str | None, batch: str) -> str:
+    """This worker's own database URL (with its password) when it names the batch's
+    database, else the batch's reduced URL: never a database the batch did not choose."""
+    return own if own and redact_url(own) == batch else batch
+
+
 def secret_environment(plan: BatchPlan) -> dict[str, str]:
     """The secrets of *plan* as environment variables, for the LocalCluster's processes
     (handed over when they start, never through the scheduler)."""
@@ -183,7 +189,7 @@ class _Session(WorkerPlugin):
             run_started_at=recipe.started_at,
             referential=recipe.referential,
             source=source,
-            store=parse_store_url(own.database or recipe.store_url),
+            store=parse_store_url(_store_url(own.database, recipe.store_url)),
             slots=[0, -1],  # this worker's (pid, learner): no parent watches it
             slot_counter=None,
             parent_pid=0,

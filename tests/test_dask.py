@@ -183,9 +183,11 @@ def _spawned_children() -> list[int]:
     return found
 
 
-def test_two_machines_one_lost_mid_batch(tmp_path):
+@pytest.mark.postgres
+def test_two_machines_one_lost_mid_batch(tmp_path, pg_url):
     """A `dask scheduler` and two `dask worker` processes on 127.0.0.1; one worker is
-    SIGKILLed mid-batch: the batch finishes on the other with the local pool's ledger."""
+    SIGKILLed mid-batch: the batch finishes on the other with the local pool's ledger,
+    and the surviving worker has closed its database connection (plugin teardown)."""
     files, _ = cohort(tmp_path, 400, seed=14, per_learner=6)
     _, local_plan = batch(tmp_path, "local", str(files.evidence), files.roster)
     port = _free_port()
@@ -208,18 +210,30 @@ def test_two_machines_one_lost_mid_batch(tmp_path):
             [sys.executable, "-m", "ceredis", "batch", "--executor", "dask", "--scheduler",
              address, "--source", str(files.evidence), "--file", str(files.roster),
              "--ledger", str(ledger), "--chunksize", "4", "--quiet",
-             "--database", f"sqlite:///{tmp_path / 'two.sqlite'}"],
+             "--database", pg_url],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         killed = _kill_after(ledger, 100, processes[1], run)
         _, err = run.communicate(timeout=120)
+        left = _connections(pg_url)  # the surviving worker still runs
     finally:
         for process in processes:
             process.kill()
             process.wait()
     assert run.returncode == 0, err
+    assert "Traceback" not in err
     assert killed, "the worker was not killed mid-batch"
     assert ledger_bytes(ledger) == ledger_bytes(local_plan.ledger)
+    assert left == 0
+
+
+def _connections(url: str) -> int:
+    """Sessions open on *url*'s database, other than this one."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        return conn.execute(query + " AND pid <> pg_backend_pid()").fetchone()[0]
 
 
 def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -294,4 +308,3 @@ def test_the_slot_calendar_never_exceeds_rate_times_window_plus_one(rate, asks):
     starts.sort()
     for window in (1 / rate, 0.1, 1.0):
         assert max_in_window(starts, window) <= rate * window + 1 + 1e-9
-
