@@ -187,7 +187,7 @@ def _spawned_children() -> list[int]:
 def test_two_machines_one_lost_mid_batch(tmp_path, pg_url):
     """A `dask scheduler` and two `dask worker` processes on 127.0.0.1; one worker is
     SIGKILLed mid-batch: the batch finishes on the other with the local pool's ledger,
-    and the surviving worker has closed its database connection (plugin teardown)."""
+    and the surviving worker holds no database connection of the run afterwards."""
     files, _ = cohort(tmp_path, 400, seed=14, per_learner=6)
     _, local_plan = batch(tmp_path, "local", str(files.evidence), files.roster)
     port = _free_port()
@@ -308,3 +308,22 @@ def test_the_slot_calendar_never_exceeds_rate_times_window_plus_one(rate, asks):
     starts.sort()
     for window in (1 / rate, 0.1, 1.0):
         assert max_in_window(starts, window) <= rate * window + 1 + 1e-9
+
+
+def test_every_hidden_setting_is_kept_from_the_cluster():
+    """Each setting hidden from repr (a credential) is one the executor blanks."""
+    from dataclasses import fields, is_dataclass
+
+    from ceredis.config import Settings
+    from ceredis.dask_pool import SECRET_SETTINGS
+
+    def hidden(cls, prefix=""):
+        for f in fields(cls):
+            kind = f.default_factory() if callable(f.default_factory) else f.default
+            if is_dataclass(kind):
+                yield from hidden(type(kind), f"{prefix}{f.name}.")
+            elif not f.repr:
+                yield prefix + f.name
+
+    assert set(hidden(Settings)) <= set(SECRET_SETTINGS)
+    assert "xapi.password" in set(hidden(Settings))
