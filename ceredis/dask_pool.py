@@ -52,7 +52,7 @@ except ImportError:  # the optional extra: say which one
 
 __all__ = ["WorkerRecipe", "insecure_scheduler", "scored"]
 
-CHUNK_SECONDS = 1.0  # a Dask task costs ~30 ms here: chunks of about a second hide it
+CHUNK_SECONDS = 1.0  # a Dask task costs ~17-37 ms here: chunks of about 1 s hide it
 MAX_CHUNK = 1024
 FIRST_CHUNK = 4  # until a learner's scoring time is known
 ALLOWED_FAILURES = 1  # a task in flight on two dying workers is KilledWorker: split it
@@ -69,7 +69,7 @@ class WorkerRecipe:
     started_at: str
     referential: Referential
     source: SourceSpec  # its settings without secrets
-    store_url: str  # redacted: a worker's own CEREDIS_DATABASE_URL takes precedence
+    store_url: str  # redacted; a worker uses its own URL (password) when it names this one
     outage_budget: float
     rate: float | None  # the cluster-wide request rate; None for a file source
     burst: int  # the rate limit's burst: how late a reserved slot may still be used
