@@ -359,9 +359,10 @@ def _client(plan: BatchPlan) -> Iterator[Any]:
     if plan.scheduler:
         try:
             client = Client(plan.scheduler, timeout="20s")
-        except (OSError, TimeoutError) as exc:
+        except Exception as exc:  # refused, timed out, or not a Dask scheduler at all
             raise ConfigError(
-                f"cannot reach the Dask scheduler {plan.scheduler} ({exc}); start it with "
+                f"cannot reach the Dask scheduler {plan.scheduler} ({exc or type(exc).__name__}); "
+                "start it with "
                 "`dask scheduler` and check --scheduler / CEREDIS_DASK_SCHEDULER"
             ) from None
         with client:
@@ -376,7 +377,7 @@ def _client(plan: BatchPlan) -> Iterator[Any]:
             n_workers=plan.workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # its HTTP server: loopback, any free port
             silence_logs=logging.ERROR,
             env=secret_environment(plan),
         )
