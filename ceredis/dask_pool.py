@@ -356,30 +356,38 @@ def _scored_on(client: Any, plan: BatchPlan, tasks: Iterator[Task]) -> Iterator[
 @contextlib.contextmanager
 def _client(plan: BatchPlan) -> Iterator[Any]:
     """A client of the planned scheduler, or of a LocalCluster started (and stopped) here."""
-    if plan.scheduler:
-        try:
-            client = Client(plan.scheduler, timeout="20s")
-        except Exception as exc:  # refused, timed out, or not a Dask scheduler at all
-            raise ConfigError(
-                f"cannot reach the Dask scheduler {plan.scheduler} ({exc or type(exc).__name__}); "
-                "start it with "
-                "`dask scheduler` and check --scheduler / CEREDIS_DASK_SCHEDULER"
-            ) from None
-        with client:
-            yield client
-        return
-    only_running = {  # a worker holds only the task it runs: a death blames that one
-        "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-        "distributed.scheduler.worker-saturation": 1.0,
-    }
-    with dask.config.set(only_running):
-        cluster = LocalCluster(
-            n_workers=plan.workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address="127.0.0.1:0",  # its HTTP server: loopback, any free port
-            silence_logs=logging.ERROR,
-            env=secret_environment(plan),
-        )
-    with cluster, Client(cluster) as client:
-        yield client
+    # Dask keeps its last messages per connection (1,000 by default, each holding a chunk
+    # of learners): a few keep the parent's memory flat.
+    with dask.config.set({"distributed.admin.low-level-log-length": 16}):
+        if plan.scheduler:
+            with _remote_client(plan.scheduler) as client:
+                yield client
+            return
+        with dask.config.set(_LOCAL_CLUSTER):
+            cluster = LocalCluster(
+                n_workers=plan.workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address="127.0.0.1:0",  # its HTTP server: loopback, any free port
+                silence_logs=logging.ERROR,
+                env=secret_environment(plan),
+            )
+            with cluster, Client(cluster) as client:
+                yield client
+
+
+_LOCAL_CLUSTER = {  # a worker holds only the task it runs: a death blames that one
+    "distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+    "distributed.scheduler.worker-saturation": 1.0,
+}
+
+
+def _remote_client(address: str) -> Any:
+    """A client of the scheduler at *address*, or a clear ConfigError."""
+    try:
+        return Client(address, timeout="20s")
+    except Exception as exc:  # refused, timed out, or not a Dask scheduler at all
+        raise ConfigError(
+            f"cannot reach the Dask scheduler {address} ({exc or type(exc).__name__}); "
+            "start it with `dask scheduler` and check --scheduler / CEREDIS_DASK_SCHEDULER"
+        ) from None
