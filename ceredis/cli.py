@@ -130,6 +130,14 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes (default: CEREDIS_MAX_WORKERS, config file, then 4)",
     )
     batch.add_argument(
+        "--in-flight",
+        type=int,
+        metavar="M",
+        help="requests to a remote source in flight at once, all workers together; each "
+        "worker fetches the next learners while it scores (default: CEREDIS_IN_FLIGHT, "
+        "config file, then 16)",
+    )
+    batch.add_argument(
         "--executor",
         choices=("local", "dask"),
         help="score on local worker processes (default) or on a Dask cluster (the dask extra)",
@@ -523,7 +531,7 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
         if args.agent or args.file or args.all or args.source or args.ledger:
             raise ConfigError(
                 "--resume continues a recorded run: its learners, source and ledger come "
-                "from the ledger; give only --database, --workers or --report"
+                "from the ledger; give only --database, --workers, --in-flight or --report"
             )
         if args.retry_failed:
             raise ConfigError("give either --resume or --retry-failed, not both")
@@ -531,6 +539,7 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
             args.resume,
             database=args.database,
             workers=args.workers,
+            in_flight=args.in_flight,
             report=args.report,
             executor=args.executor,
             scheduler=args.scheduler,
@@ -544,6 +553,7 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
         source=args.source,
         database=args.database,
         workers=args.workers,
+        in_flight=args.in_flight,
         ledger=args.ledger,
         report=args.report,
         chunksize=args.chunksize,
@@ -608,6 +618,7 @@ def _retry_failed_plan(args: argparse.Namespace) -> BatchPlan:
         source=args.source,
         database=args.database,
         workers=args.workers,
+        in_flight=args.in_flight,
         new_ledger=args.ledger,
         report=args.report,
         chunksize=args.chunksize,

@@ -47,6 +47,7 @@ __all__ = [
 APP = "ceredis"
 ENV_CONFIG = "CEREDIS_CONFIG"
 DEFAULT_WORKERS = 4
+DEFAULT_IN_FLIGHT = 16  # upstream requests in flight, whole batch (README "Tuning")
 DEFAULT_PROGRESS_INTERVAL = 30.0
 
 
@@ -108,6 +109,7 @@ class Settings:
     """Every resolved setting; ``None`` means "not configured" (the embedded default)."""
 
     max_workers: int = DEFAULT_WORKERS
+    in_flight: int = DEFAULT_IN_FLIGHT  # requests to a remote source at once, all workers
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL  # s between non-TTY progress lines
     outage_budget: float = 120.0  # seconds a store or source outage is waited out
     source: str | None = None
@@ -152,6 +154,10 @@ def _workers(value: Any, origin: str) -> int:
             f"{origin}: the worker count must be a whole number ≥ 1, not {value!r}"
         ) from None
     return number
+
+
+def _in_flight(value: Any, origin: str) -> int:
+    return whole_number(value, origin, 1, 1024, hint="; set it to e.g. 16")
 
 
 def _rate(value: Any, origin: str) -> float:
@@ -261,6 +267,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("max_workers", "max_workers", ("CEREDIS_MAX_WORKERS",), _workers, "4",
             "worker processes", "--workers"),
+    Setting("in_flight", "in_flight", ("CEREDIS_IN_FLIGHT",), _in_flight, "16",
+            "requests to a remote source in flight at once, all workers together",
+            "--in-flight"),
     Setting("progress_interval", "progress_interval", ("CEREDIS_PROGRESS_INTERVAL",),
             _interval, "30", "seconds between progress lines when stdout is not a terminal"),
     Setting("outage_budget", "outage_budget", ("CEREDIS_OUTAGE_BUDGET",), _budget, "120",

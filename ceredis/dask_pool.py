@@ -73,6 +73,7 @@ class WorkerRecipe:
     outage_budget: float
     rate: float | None  # the cluster-wide request rate; None for a file source
     burst: int  # the rate limit's burst: how late a reserved slot may still be used
+    in_flight: int  # requests in flight per Dask worker (its fetch threads); 0: inline
 
     @classmethod
     def of(cls, plan: BatchPlan) -> WorkerRecipe:
@@ -86,6 +87,7 @@ class WorkerRecipe:
             plan.outage_budget,
             plan.source.settings.rate.rate if remote else None,
             plan.source.settings.rate.burst,
+            -(-plan.source.settings.in_flight // plan.workers) if remote else 0,
         )
 
 
@@ -182,7 +184,11 @@ class _Session(WorkerPlugin):
             from ceredis.dask_rate import ClusterLimiter, scheduler_caller
 
             limiter = ClusterLimiter(
-                recipe.run_id, recipe.rate, recipe.burst, scheduler_caller(self.dask_worker)
+                recipe.run_id,
+                recipe.rate,
+                recipe.burst,
+                scheduler_caller(self.dask_worker),
+                recipe.in_flight,
             )
         context = WorkerContext(
             run_id=recipe.run_id,
@@ -195,6 +201,7 @@ class _Session(WorkerPlugin):
             parent_pid=0,
             limiter=limiter,
             outage_budget=recipe.outage_budget,
+            fetch_threads=recipe.in_flight,
         )
         return _Worker(context)
 
@@ -205,6 +212,8 @@ class _Session(WorkerPlugin):
     def _close(self) -> None:
         while self.opened:
             scorer = self.opened.pop()
+            if scorer._fetcher is not None:  # the fetch threads (remote sources)
+                scorer._fetcher.shutdown(wait=False, cancel_futures=True)
             for part in (scorer.source, scorer.store):
                 with contextlib.suppress(Exception):
                     if part is not None:

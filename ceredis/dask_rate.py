@@ -17,11 +17,12 @@ so no two clocks need to agree.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["ClusterLimiter", "SlotCalendar", "install_desk", "remove_desk", "scheduler_caller"]
@@ -87,8 +88,12 @@ class ClusterLimiter:
     """In a Dask worker: the batch's limiter (``acquire``/``pause``), backed by the
     scheduler's calendar, a block of slots per round trip."""
 
-    def __init__(self, run_id: str, rate: float, burst: int, call: Callable[..., Any]) -> None:
+    def __init__(
+        self, run_id: str, rate: float, burst: int, call: Callable[..., Any], in_flight: int = 0
+    ) -> None:
         self.rate = rate
+        self.in_flight = in_flight or None  # this worker's share of the batch's bound
+        self._gate = threading.BoundedSemaphore(in_flight) if in_flight else None
         self.interval = 1.0 / rate
         self.grace = max(1, burst - 1) / rate  # how late a slot may still be used
         self._ops = tuple(f"{op}{run_id}" for op in _OPS)
@@ -114,6 +119,21 @@ class ClusterLimiter:
         if wait:
             time.sleep(wait)
         return wait
+
+    @contextlib.contextmanager
+    def in_flight_slot(self, max_wait: float | None = None) -> Iterator[bool]:
+        """Hold one of this worker's in-flight slots for the block; False (holding
+        nothing) when none frees within *max_wait* seconds."""
+        if self._gate is None:
+            yield True
+            return
+        if not self._gate.acquire(timeout=max_wait):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._gate.release()
 
     def pause(self, seconds: float) -> None:
         """Pause every worker of the cluster for *seconds*; give up the slots held."""

@@ -94,6 +94,7 @@ def plan_batch(
     source: str | None = None,
     database: str | None = None,
     workers: int | None = None,
+    in_flight: int | None = None,
     ledger: Path | None = None,
     report: Path | None = None,
     chunksize: int | None = None,
@@ -112,6 +113,7 @@ def plan_batch(
     settings = load_settings(
         {
             "max_workers": workers,
+            "in_flight": in_flight,
             "source": source,
             "database": database,
             "executor": executor,
@@ -177,6 +179,7 @@ def plan_resume(
     *,
     database: str | None = None,
     workers: int | None = None,
+    in_flight: int | None = None,
     report: Path | None = None,
     executor: str | None = None,
     scheduler: str | None = None,
@@ -190,7 +193,13 @@ def plan_resume(
     with closing(read_ledger(ledger)) as records:
         header = _ledger_header(records, ledger)
     settings = load_settings(
-        {"max_workers": workers, "database": database, "executor": executor, "scheduler": scheduler}
+        {
+            "max_workers": workers,
+            "in_flight": in_flight,
+            "database": database,
+            "executor": executor,
+            "scheduler": scheduler,
+        }
     )
     referential = parse_referential(header["referential"], f"{ledger} header")
     source = header["source"]

@@ -8,6 +8,13 @@ when a worker is killed (CPython gh-66587), so the parent watches the workers' p
 when one dies, the pool is replaced, the unfinished chunks are fed again, and the learner
 that was in flight is retried once, then recorded as ``ERROR``.
 
+With a remote source each worker also keeps a few fetch threads: they fetch the evidence
+of the chunk's next learners while the current one is scored, so a few processes keep
+many requests in flight. The batch-wide bound on requests in flight is the shared
+limiter's semaphore (``--in-flight``), held around every request; a file source is read
+inline, without threads. A worker death is charged to the learner at the head of its
+chunk (the one being scored or waited for), as without prefetching.
+
 An outage of the database or the evidence source (``ceredis.outage``) is waited out
 where it happens, in the worker: it keeps its chunk, reconnects and retries with capped,
 jittered exponential backoff, so no learner becomes ``ERROR`` for it and the parent's
@@ -27,6 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -40,6 +48,7 @@ from ceredis.record import EncodedRecord, encode_record, score_learner
 from ceredis.referential import Referential
 from ceredis.scoring import error_result
 from ceredis.sources import SourceSpec
+from ceredis.sources.ratelimit import RateLimiter
 from ceredis.stores import ResultRow, StoreSpec
 
 __all__ = ["Task", "scored"]
@@ -75,6 +84,7 @@ class WorkerContext:
     limiter: Any = None
     waits: Any = None  # shared array: (what code, monotonic start) of each slot's outage
     outage_budget: float = 120.0
+    fetch_threads: int = 0  # threads prefetching a chunk's evidence (0: fetch inline)
 
 
 class _Worker:
@@ -94,6 +104,7 @@ class _Worker:
         self.store: Any = None
         self.source_error = self.store_error = None
         self._random = random.Random()
+        self._fetcher: ThreadPoolExecutor | None = None
         with contextlib.suppress(SourceUnavailable, StoreUnavailable):
             self._connect()  # an outage at start: run() waits for it
 
@@ -116,17 +127,40 @@ class _Worker:
                 self.store_error = f"result store unavailable in this worker: {exc}"
 
     def run(self, chunk: Sequence[Task]) -> list[Outcome]:
+        """Score *chunk* in order and write it in one transaction: its outcomes, in order.
+
+        A learner's time is what this thread spent on it (waiting for its evidence,
+        scoring), so with prefetching the times add up to the chunk's wall time.
+        """
         self._patiently(self._connect)
         slots = self.context.slots
+        fetching = self._prefetch(chunk)
         scored = []
-        for task in chunk:
-            slots[2 * self.slot + 1] = task.index
-            started = time.perf_counter()
-            result, inputs = self._patiently(lambda task=task: self._score(task))
-            scored.append((task, result, inputs, (time.perf_counter() - started) * 1000))
+        try:
+            for task in chunk:
+                slots[2 * self.slot + 1] = task.index
+                started = time.perf_counter()
+                result, inputs = self._patiently(
+                    lambda task=task: self._score(task, fetching.pop(task.index, None))
+                )
+                scored.append((task, result, inputs, (time.perf_counter() - started) * 1000))
+        finally:
+            for pending in fetching.values():  # an outage stopped the chunk: drop the rest
+                pending.cancel()
         outcomes = self._patiently(lambda: self._store(scored))
         slots[2 * self.slot + 1] = -1
         return outcomes
+
+    def _prefetch(self, chunk: Sequence[Task]) -> dict[int, Future]:
+        """Start fetching the chunk's evidence on the fetch threads, in order (remote
+        sources only; a learner whose worker died twice is not fetched again)."""
+        threads = self.context.fetch_threads
+        if threads == 0 or self.source is None:
+            return {}
+        if self._fetcher is None:
+            self._fetcher = ThreadPoolExecutor(threads, thread_name_prefix="ceredis-fetch")
+        fetch = self.source.fetch
+        return {t.index: self._fetcher.submit(fetch, t.agent_id) for t in chunk if t.deaths < 2}
 
     def _patiently(self, call: Callable[[], _T]) -> _T:
         """*call*, retried through a store or source outage until the outage budget."""
@@ -158,7 +192,11 @@ class _Worker:
         if waits is not None:
             waits[2 * self.slot], waits[2 * self.slot + 1] = what, since
 
-    def _score(self, task: Task) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def _score(
+        self, task: Task, fetching: Future | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The learner's result and inputs; *fetching* is its prefetched evidence, if any
+        (a retry after an outage fetches again, inline)."""
         referential = self.context.referential
         if task.deaths >= 2:
             message = "worker process died while scoring this learner (twice); not retried"
@@ -166,7 +204,8 @@ class _Worker:
         if self.source is None:
             return error_result(task.agent_id, referential, self.source_error), None
         try:
-            records = [submitted(r) for r in self.source.fetch(task.agent_id)]
+            raw = fetching.result() if fetching is not None else self.source.fetch(task.agent_id)
+            records = [submitted(r) for r in raw]
         except SourceUnavailable:
             raise  # an outage, not this learner's evidence: waited out by run()
         except CeredisError as exc:
@@ -282,6 +321,7 @@ class _Feeder:
     window: int
     fixed_chunk: int | None
     seconds_per_learner: float = 0.0
+    least: int = 1  # the automatic size's floor: enough learners to keep the fetches busy
     inflight: deque[list[Task]] = field(default_factory=deque)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -316,8 +356,8 @@ class _Feeder:
 
     def _auto_size(self) -> int:
         if self.seconds_per_learner <= 0:
-            return 4
-        return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / self.seconds_per_learner)))
+            return max(4, self.least)
+        return max(self.least, min(MAX_CHUNK, int(CHUNK_SECONDS / self.seconds_per_learner)))
 
     def consumed(self) -> list[Task]:
         with self._lock:
@@ -339,7 +379,7 @@ class _WorkerDied(Exception):
 def scored(
     plan: BatchPlan,
     tasks: Iterator[Task],
-    limiter: Any,
+    limiter: RateLimiter | None,
     waiting: Callable[[str, float], None] | None = None,
 ) -> Iterator[Outcome]:
     """Score *tasks* on a pool, in order, surviving killed workers and waiting out outages
@@ -348,7 +388,10 @@ def scored(
     pending: deque[list[Task]] = deque()
     deaths: dict[int, int] = {}
     seconds = 0.0
+    threads, least = _prefetching(limiter, plan.workers)
     while True:
+        if limiter is not None:
+            limiter.renew_gate()  # a killed worker took the in-flight slots it held
         slots = ctx.Array("q", 2 * (2 * plan.workers + 8), lock=False)
         waits = ctx.Array("d", len(slots), lock=False)
         context = WorkerContext(
@@ -363,8 +406,10 @@ def scored(
             limiter,
             waits,
             plan.outage_budget,
+            threads,
         )
-        feeder = _Feeder(pending, tasks, 2 * plan.workers + 2, plan.chunksize, seconds)
+        window = 2 * plan.workers + 2
+        feeder = _Feeder(pending, tasks, window, plan.chunksize, seconds, least)
         pool = ctx.Pool(plan.workers, initializer=_init_worker, initargs=(context,))
         try:
             results = pool.imap(_score_chunk, feeder, chunksize=1)
@@ -391,6 +436,16 @@ def scored(
         pending = deque(
             [[t._replace(deaths=deaths.get(t.index, 0)) for t in c] for c in feeder.leftover()]
         )
+
+
+def _prefetching(limiter: RateLimiter | None, workers: int) -> tuple[int, int]:
+    """Fetch threads per worker, and the automatic chunk size's floor: twice a worker's
+    share of the requests in flight, so its threads stay busy across the chunk."""
+    bound = limiter.in_flight if limiter is not None else None
+    if not bound:
+        return 0, 1  # a file source: read inline, no threads
+    share = -(-bound // workers)
+    return min(bound, MAX_CHUNK), min(MAX_CHUNK, 2 * share)
 
 
 def _dead_slots(slots: Any) -> list[int] | None:

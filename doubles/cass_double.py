@@ -257,6 +257,7 @@ class JournalEntry:
     faults: list[str] = field(default_factory=list)
     status: int | None = None
     results: int | None = None  # items in a search/multiGet answer
+    done: float | None = None  # the clock just before the answer's first byte (None: none)
 
 
 @dataclass
@@ -758,6 +759,18 @@ class CassDouble:
         with self._lock:
             self._faults.clear()
 
+    def most_in_flight(self) -> int:
+        """The most requests the double was handling at once (answered ones, by their
+        arrival and answer times)."""
+        with self._lock:
+            spans = [(e.t, e.done) for e in self.journal if e.done is not None]
+        edges = sorted([(t, 1) for t, _ in spans] + [(d, -1) for _, d in spans])
+        most = current = 0
+        for _, step in edges:  # at equal times an answer (-1) sorts before an arrival
+            current += step
+            most = max(most, current)
+        return most
+
     def clear_journal(self) -> None:
         """Forget the requests seen so far."""
         with self._lock:
@@ -881,6 +894,7 @@ class CassDouble:
         )
 
     def _send(self, h: _Handler, entry: JournalEntry, reply: _Reply, action: Fault | None) -> None:
+        entry.done = self._clock()  # before any byte: the client is still waiting for it
         entry.status = reply.status
         body = reply.body
         try:

@@ -1,8 +1,9 @@
 """The HTTP client shared by remote evidence sources (CaSS, xAPI).
 
-One :class:`HttpClient` per worker process. It owns one ``urllib3.PoolManager``,
-created lazily on the first request in the process that uses it (never inherited
-through ``fork``), and gives every logical request:
+One :class:`HttpClient` per worker process, used by its fetch threads. It owns one
+``urllib3`` connection pool to its one server, created lazily on the first request in
+the process that uses it (never inherited through ``fork``) and sized for the batch's
+requests in flight, and gives every logical request:
 
 * explicit connect/read timeouts plus a wall-clock deadline covering all attempts;
 * retries with jittered exponential backoff on connection errors, timeouts,
@@ -10,8 +11,9 @@ through ``fork``), and gives every logical request:
   read, so a repeated POST is harmless);
 * ``Retry-After`` honoured up to a cap: a server asking for more than the cap fails
   that request at once with a clear error instead of stalling a batch;
-* a slot from the shared :class:`~ceredis.sources.ratelimit.RateLimiter` before each
-  attempt, and a global pause of every worker when a 429 is seen;
+* an in-flight slot and a rate slot from the shared
+  :class:`~ceredis.sources.ratelimit.RateLimiter` for each attempt, and a global pause
+  of every worker when a 429 is seen;
 * a :class:`~ceredis.errors.SourceError` whose message names the method, the path
   and the server's (truncated) plain-text answer, with credentials redacted.
 
@@ -63,6 +65,9 @@ log = logging.getLogger(__name__)
 
 #: How much of a server's error body goes into a message.
 SNIPPET_CHARS = 300
+ENV_IN_FLIGHT = "CEREDIS_IN_FLIGHT"  # named in messages (see ceredis.config.SETTINGS)
+#: Most connections kept open to the server per process (one per fetch thread).
+MAX_CONNECTIONS = 64
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{80,}")
 
 
@@ -157,7 +162,7 @@ class HttpClient:
         wallclock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        maxsize: int = 2,
+        maxsize: int | None = None,
     ) -> None:
         parts = urllib.parse.urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -185,8 +190,10 @@ class HttpClient:
         self._wallclock = wallclock
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._maxsize = maxsize
-        self._pool: urllib3.PoolManager | None = None
+        bound = limiter.in_flight if limiter is not None else None
+        self._maxsize = maxsize or min(MAX_CONNECTIONS, max(2, bound or 0))
+        self._timeout = urllib3.Timeout(connect=self.timeouts.connect, read=self.timeouts.read)
+        self._pool: urllib3.HTTPConnectionPool | None = None
         self._pool_pid: int | None = None
         self._lock = threading.Lock()
         self._stats = {"requests": 0, "retries": 0, "errors": 0, "throttled": 0, "waited_s": 0.0}
@@ -259,6 +266,19 @@ class HttpClient:
         return urllib.parse.urlencode(list(form.items())).encode("ascii"), send_headers
 
     def _try(self, send: _Request, deadline: float) -> Response:
+        """One attempt, holding one of the batch's in-flight slots throughout."""
+        if self.limiter is None:
+            return self._try_slot(send, deadline)
+        with self.limiter.in_flight_slot(max(0.0, deadline - self._clock())) as held:
+            if not held:
+                raise self._give_up(
+                    send,
+                    "no request slot freed within the request deadline (see "
+                    f"{ENV_IN_FLIGHT} and {ENV_DEADLINE})",
+                )
+            return self._try_slot(send, deadline)
+
+    def _try_slot(self, send: _Request, deadline: float) -> Response:
         """One attempt: a rate-limit slot, the exchange, the status and body checked."""
         remaining = deadline - self._clock()
         if self.limiter is not None:
@@ -329,7 +349,7 @@ class HttpClient:
         """Close the connection pool (a new one is made if the client is used again)."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.clear()
+            pool.close()
 
     def __enter__(self) -> HttpClient:
         return self
@@ -358,27 +378,37 @@ class HttpClient:
         with self._lock:
             self._stats[key] += amount
 
-    def _pool_manager(self) -> urllib3.PoolManager:
+    def _connections(self) -> urllib3.HTTPConnectionPool:
+        """This process's pool of connections to the server (one origin: no PoolManager)."""
         pid = os.getpid()
-        if self._pool is None or self._pool_pid != pid:
-            # Created in the process that uses it: a pool inherited through fork would
-            # share sockets with the parent.
-            self._pool = urllib3.PoolManager(num_pools=4, maxsize=self._maxsize, block=False)
-            self._pool_pid = pid
-        return self._pool
+        pool = self._pool
+        if pool is None or self._pool_pid != pid:
+            with self._lock:
+                if self._pool is None or self._pool_pid != pid:
+                    # Created in the process that uses it: a pool inherited through fork
+                    # would share sockets with the parent.
+                    self._pool = urllib3.connection_from_url(
+                        self._origin, maxsize=self._maxsize, block=False
+                    )
+                    self._pool_pid = pid
+                pool = self._pool
+        return pool
 
     def _resolve(self, path: str, fields: Mapping[str, str] | None) -> tuple[str, str]:
+        """The request target (path and query) on the origin, and the path for messages."""
         url = urllib.parse.urljoin(self.base_url, path)
-        parts = urllib.parse.urlsplit(url)
-        if f"{parts.scheme}://{parts.netloc}" != self._origin:
+        target = url[len(self._origin) :]
+        if not url.startswith(self._origin) or target[:1] not in ("/", "?", ""):
+            parts = urllib.parse.urlsplit(url)
             raise SourceError(
                 f"{self.name}: refusing to follow {parts.scheme}://{parts.hostname}/…, "
                 f"which is not the configured server"
             )
+        shown, query_mark, _ = target.partition("?")
         if fields:
             query = urllib.parse.urlencode(list(fields.items()))
-            url = f"{url}{'&' if parts.query else '?'}{query}"
-        return url, parts.path  # the query string is left out of messages
+            target = f"{target}{'&' if query_mark else '?'}{query}"
+        return target or "/", shown or "/"  # the query string is left out of messages
 
     def _attempt(
         self,
@@ -389,20 +419,24 @@ class HttpClient:
         remaining: float,
         deadline: float,
     ) -> Response:
-        pool = self._pool_manager()
-        timeout = urllib3.Timeout(
-            connect=min(self.timeouts.connect, remaining), read=min(self.timeouts.read, remaining)
-        )
+        pool = self._connections()
+        timeout = self._timeout
+        if remaining < self.timeouts.connect or remaining < self.timeouts.read:
+            timeout = urllib3.Timeout(
+                connect=min(self.timeouts.connect, remaining),
+                read=min(self.timeouts.read, remaining),
+            )
         self._count("requests")
         try:
-            resp = pool.request(
+            resp = pool.urlopen(
                 method,
                 url,
                 body=body,
-                headers=dict(headers),
+                headers=headers,
                 timeout=timeout,
                 retries=False,
                 redirect=False,
+                assert_same_host=False,
                 preload_content=False,
             )
         except urllib3.exceptions.NameResolutionError:

@@ -1,11 +1,16 @@
-"""One request-rate limit shared by every worker process: GCRA on shared memory.
+"""The limits on upstream requests shared by every worker process: a request rate (GCRA
+on shared memory) and a bound on requests in flight (a semaphore).
 
 The parent process creates a :class:`RateLimiter` before it starts the pool and hands
 it to the workers through the pool initializer arguments (this works with the
-``fork`` and the ``spawn`` start methods: the shared array and the lock travel with
-the process at creation time). Every HTTP request of every worker then takes a slot
-from the same limiter, so N workers together never exceed the configured rate, and
-a 429 seen by one worker pauses all of them (:meth:`RateLimiter.pause`).
+``fork`` and the ``spawn`` start methods: the shared array, the lock and the semaphore
+travel with the process at creation time). Every HTTP request of every worker, from
+every fetch thread, then holds one in-flight slot (:meth:`RateLimiter.in_flight_slot`)
+and takes a rate slot from the same limiter, so N workers together never exceed the
+configured rate nor the configured requests in flight, and a 429 seen by one worker
+pauses all of them (:meth:`RateLimiter.pause`). A worker killed while holding an
+in-flight slot never gives it back: the parent calls :meth:`RateLimiter.renew_gate`
+before it starts a new pool.
 
 GCRA ("generic cell rate algorithm") keeps one number, the theoretical arrival time
 (TAT): with an emission interval ``T = 1/rate`` and a tolerance ``tau = (burst-1)·T``
@@ -17,16 +22,18 @@ and Windows, so TATs written by one process are meaningful in another. Tests inj
 fake clock and call the pure-ish :meth:`RateLimiter.reserve` with an explicit ``now``.
 
 Settings: ``CEREDIS_SOURCE_RATE`` (requests per second, all workers together,
-default 20) and ``CEREDIS_SOURCE_BURST`` (requests allowed back to back, default 5),
-resolved by :mod:`ceredis.config` into a :class:`~ceredis.config.RateSettings`.
+default 20), ``CEREDIS_SOURCE_BURST`` (requests allowed back to back, default 5),
+resolved by :mod:`ceredis.config` into a :class:`~ceredis.config.RateSettings`, and
+``CEREDIS_IN_FLIGHT`` (requests in flight, all workers together, default 16).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ceredis.config import RateSettings
@@ -57,6 +64,7 @@ class RateLimiter:
         rate: float = DEFAULT_RATE,
         *,
         burst: int = DEFAULT_BURST,
+        in_flight: int | None = None,
         context: Any = None,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] | None = None,
@@ -70,18 +78,50 @@ class RateLimiter:
             )
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
             raise ConfigError(f"rate limit: the burst must be an integer >= 1, got {burst!r}")
+        if in_flight is not None and (isinstance(in_flight, bool) or in_flight < 1):
+            raise ConfigError(f"in-flight bound: must be an integer >= 1, got {in_flight!r}")
         ctx = context if context is not None else multiprocessing.get_context()
         self.rate = float(rate)
         self.burst = burst
+        self.in_flight = in_flight  # None: requests in flight are not bounded here
+        self._context = ctx
         self._state = ctx.RawArray("d", 2)  # [TAT, pause-until], both monotonic seconds
         self._lock = ctx.Lock()
+        self._gate: Any = None
+        self.renew_gate()
         self._clock = clock
         self._sleep = sleep
 
     @classmethod
-    def from_settings(cls, settings: RateSettings, *, context: Any = None) -> RateLimiter:
-        """The limiter the configured rate and burst give."""
-        return cls(settings.rate, burst=settings.burst, context=context)
+    def from_settings(
+        cls, settings: RateSettings, *, in_flight: int | None = None, context: Any = None
+    ) -> RateLimiter:
+        """The limiter the configured rate and burst give (and the in-flight bound)."""
+        return cls(settings.rate, burst=settings.burst, in_flight=in_flight, context=context)
+
+    # -- requests in flight ------------------------------------------------------------
+
+    def renew_gate(self) -> None:
+        """A fresh in-flight semaphore: call it in the parent before starting a new pool,
+        since a killed worker takes the slots it held with it."""
+        if self.in_flight is not None:
+            self._gate = self._context.BoundedSemaphore(self.in_flight)
+
+    @contextlib.contextmanager
+    def in_flight_slot(self, max_wait: float | None = None) -> Iterator[bool]:
+        """Hold one of the batch's in-flight slots for the block; yields False (holding
+        nothing) when none frees within *max_wait* seconds."""
+        gate = self._gate
+        if gate is None:
+            yield True
+            return
+        if not gate.acquire(timeout=max_wait):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            gate.release()
 
     # -- state shared across processes -------------------------------------------------
 
@@ -162,14 +202,17 @@ class RateLimiter:
             time.sleep(seconds)
 
     def __repr__(self) -> str:
-        return f"RateLimiter(rate={self.rate:g}/s, burst={self.burst})"
+        bound = "" if self.in_flight is None else f", in_flight={self.in_flight}"
+        return f"RateLimiter(rate={self.rate:g}/s, burst={self.burst}{bound})"
 
 
 def limiter_for(spec: SourceSpec) -> RateLimiter | None:
-    """One request-rate limit shared by every (forked) worker of a remote-source batch;
-    None for a file source."""
+    """The request-rate and in-flight limits (``spec.settings``) shared by every (forked)
+    worker of a remote-source batch; None for a file source."""
     if spec.kind == "file":
         return None
     return RateLimiter.from_settings(
-        spec.settings.rate, context=multiprocessing.get_context("fork")
+        spec.settings.rate,
+        in_flight=spec.settings.in_flight,
+        context=multiprocessing.get_context("fork"),
     )
