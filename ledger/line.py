@@ -51,9 +51,10 @@ _TAIL = (
     rb',"hash":"([0-9a-f]{64})","kind":"(header|record|footer)"'
     rb',"prev":"([0-9a-f]{64})","seq":([1-9][0-9]{0,14})\}'
 )
-# The whole line at once; the tail holds no ,"hash":" but its first, so the greedy body
-# ends where the last one starts, as in the step-by-step check that explains a failure.
-_LINE = re.compile(rb'\{"body":(\{.*\})' + _TAIL, re.DOTALL)
+# The whole line at once, groups (body, hash, kind, prev, seq); the tail holds no ,"hash":"
+# but its first, so the greedy body ends where the last one starts, as in the step-by-step
+# check that explains a failure.
+LINE_PATTERN = re.compile(rb'\{"body":(\{.*\})' + _TAIL, re.DOTALL)
 _TAIL_AT = re.compile(_TAIL)
 
 
@@ -92,7 +93,7 @@ def encode_line(body: bytes, content_hash: str, kind: str, prev: str, seq: int) 
 
 def parse_line(text: bytes) -> Line:
     """Split one line (without its newline) into body bytes and envelope fields, or raise."""
-    match = _LINE.fullmatch(text)
+    match = LINE_PATTERN.fullmatch(text)
     if match is None:
         raise LedgerFormatError(_malformed(text))
     body, content_hash, kind, prev, seq = match.groups()

@@ -22,16 +22,27 @@ Problems after the first may be consequences of it.
 from __future__ import annotations
 
 import hashlib
+from binascii import hexlify
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
 
 from ledger.canonical import CANON_ID
-from ledger.decode import check_canonical, is_fast_canonical, parse
+from ledger.decode import check_canonical, is_fast_canonical, is_plain, parse
 from ledger.errors import CanonicalError, LedgerFormatError
-from ledger.line import FORMAT_ID, GENESIS, HEADER, MAX_LINE, RECORD, Line, iter_lines, parse_line
-from ledger.merkle import EMPTY_ROOT, CompactRange, leaf_hash
+from ledger.line import (
+    FORMAT_ID,
+    GENESIS,
+    HEADER,
+    LINE_PATTERN,
+    MAX_LINE,
+    RECORD,
+    Line,
+    iter_lines,
+    parse_line,
+)
+from ledger.merkle import EMPTY_ROOT, LEAF_PREFIX, CompactRange, leaf_hash
 from ledger.report import Problem, ProblemKind
 
 __all__ = ["Scanner", "scan", "scan_file"]
@@ -39,6 +50,7 @@ __all__ = ["Scanner", "scan", "scan_file"]
 _sha256 = hashlib.sha256
 
 _MAX_GAPS = 1000  # gaps kept open to tell a moved line from a deleted one
+_BLOCK = 1 << 20  # bytes read at once by scan_file
 
 
 def scan(path: str | PathLike[str], scanner: Scanner) -> Iterator[tuple[int, Line | None]]:
@@ -57,11 +69,54 @@ def scan(path: str | PathLike[str], scanner: Scanner) -> Iterator[tuple[int, Lin
 
 
 def scan_file(path: str | PathLike[str], expected: tuple[int, str] | None = None) -> Scanner:
-    """Check every line of the file at *path*; the scanner holds the outcome."""
+    """Check every line of the file at *path*; the scanner holds the outcome.
+
+    The same findings as :func:`scan`, faster: the file is read in blocks, and each
+    regular record line takes :meth:`Scanner.feed_block`'s quick path.
+    """
     scanner = Scanner(expected)
-    for _ in scan(path, scanner):
-        pass
+    try:
+        with open(path, "rb") as stream:
+            _scan_blocks(stream, scanner)
+    except OSError as exc:
+        raise LedgerFormatError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    scanner.finish()
     return scanner
+
+
+def _scan_blocks(stream: Any, scanner: Scanner) -> None:
+    # Reads as iter_lines does, a block at a time: whole lines go to feed_block, except the
+    # last one read so far, held back until the next read says whether it ends the file
+    # (only the last line can be a torn tail); a line longer than MAX_LINE ends the scan.
+    line_no, offset = 0, 0
+    parts: list[bytes] = []  # the start of a line that no block read so far has ended
+    pending = 0  # bytes in parts
+    held: list[bytes] = []
+    while data := stream.read(_BLOCK):
+        parts.append(data)
+        pending += len(data)
+        if b"\n" not in data and pending <= MAX_LINE:
+            continue
+        if held:
+            line_no, offset = scanner.feed_line(line_no, offset, held.pop(), False)
+        buffer = b"".join(parts)
+        lines = buffer.split(b"\n")
+        parts = [lines.pop()]
+        pending = len(parts[0])
+        if lines and max(map(len, lines)) > MAX_LINE:
+            cut = next(i for i, line in enumerate(lines) if len(line) > MAX_LINE)
+            line_no, offset = scanner.feed_block(lines[:cut], line_no, offset)
+            scanner.feed(line_no + 1, offset, lines[cut][: MAX_LINE + 1], True)
+            return
+        held = lines[-1:]
+        line_no, offset = scanner.feed_block(lines[:-1], line_no, offset, is_plain(buffer))
+        if pending > MAX_LINE:
+            break
+    rest = b"".join(parts)[: MAX_LINE + 1]
+    if held:
+        line_no, offset = scanner.feed_line(line_no, offset, held[0], not rest)
+    if rest:
+        scanner.feed(line_no + 1, offset, rest, True)
 
 
 def _ledger_part(body: bytes, own_keys: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -99,6 +154,67 @@ class Scanner:
     def report(self, line_no: int, kind: ProblemKind, message: str) -> None:
         """Record one problem."""
         self.problems.append(Problem(line_no, kind, message))
+
+    def feed_line(self, line_no: int, offset: int, text: bytes, last: bool) -> tuple[int, int]:
+        """:meth:`feed` for a whole line given without its newline; returns the next
+        ``(line_no, offset)``."""
+        self.feed(line_no + 1, offset, text + b"\n", last)
+        return line_no + 1, offset + len(text) + 1
+
+    def feed_block(
+        self, lines: list[bytes], line_no: int, offset: int, plain: bool = False
+    ) -> tuple[int, int]:
+        """Check whole lines (without their newlines), none of them the file's last, that
+        follow line *line_no* at byte *offset*; returns the next ``(line_no, offset)``.
+        *plain*: the caller found no backslash and no exponent in them (``is_plain``).
+
+        Runs of record lines that follow on in every respect are taken by :meth:`_run` in
+        a few C calls each; any other line goes through :meth:`feed`, which says what is
+        wrong with it, so the findings are those of feeding every line to :meth:`feed`.
+        """
+        at, end = 0, len(lines)
+        while at < end:
+            if self.header is not None and not self.footer_line and not self.unreadable:
+                at, line_no, offset = self._run(lines, at, line_no, offset, plain)
+            if at < end:
+                line_no, offset = self.feed_line(line_no, offset, lines[at], False)
+                at += 1
+        self.lines = line_no
+        return line_no, offset
+
+    def _run(
+        self, lines: list[bytes], at: int, line_no: int, offset: int, plain: bool
+    ) -> tuple[int, int, int]:
+        # Record lines from lines[at] while each parses, chains, has the next seq, hashes,
+        # is canonical by the fast check and is short of the anchor; stops before the first
+        # that does not (left to feed) and returns (its index, line_no, offset).
+        sha256, match_line, leaf, record = _sha256, LINE_PATTERN.fullmatch, LEAF_PREFIX, b"record"
+        append, fast_canonical = self.tree.append, is_fast_canonical
+        prev, seq, count = self.prev.encode(), self.max_seq, self.count
+        stop = self.expected[0] - 1 if self.expected is not None else -1
+        for at in range(at, len(lines)):  # noqa: B020 - resumes where the caller stopped
+            text = lines[at]
+            match = match_line(text)
+            if (
+                match is None
+                or count == stop
+                or match[3] != record
+                or match[4] != prev
+                or int(match[5]) != seq + 1
+                or len(text) >= MAX_LINE
+            ):
+                break
+            body = match[1]
+            digest = sha256(body).digest()
+            if hexlify(digest) != match[2] or not fast_canonical(body, plain):
+                break
+            prev, seq, count = hexlify(sha256(text).digest()), seq + 1, count + 1
+            append(sha256(leaf + digest).digest())
+            line_no, offset = line_no + 1, offset + len(text) + 1
+        else:
+            at = len(lines)
+        self.prev, self.max_seq, self.count = prev.decode(), seq, count
+        return at, line_no, offset
 
     def feed(self, line_no: int, offset: int, raw: bytes, last: bool) -> Line | None:
         """Check one line as stored (newline included); returns it parsed, if it parses."""

@@ -25,6 +25,7 @@ from tests.ledger.helpers import FOOTER, HEADER, body, lines_of, write_ledger
 GOLDEN = Path(__file__).parent / "golden"
 EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
 decoding = importlib.import_module("ledger.decode")  # the module; ledger.decode is its function
+scanning = importlib.import_module("ledger.scanner")
 
 
 def test_writer_reproduces_the_golden_ledger(tmp_path: Path) -> None:
@@ -160,6 +161,9 @@ def test_oversized_line_stops_reading(tmp_path: Path) -> None:
     report = verify_ledger(path)
     assert [(p.line_no, str(p.kind)) for p in report.problems] == [(3, "malformed")]
     assert report.lines == 3
+    blocks_agree(path, sizes=(1 << 20, 1 << 24))
+    path.write_bytes(path.read_bytes()[: -len(b"more\n") - 1])  # no newline: a torn tail
+    blocks_agree(path, sizes=(1 << 20, 1 << 24))
 
 
 # --- tamper detection, on random ledgers -------------------------------------------------
@@ -302,12 +306,54 @@ def general_checker_only() -> Iterator[None]:
 
 
 def reports_agree(path: Path) -> VerifyReport:
-    """The single pass reports exactly what it reports with the general checker alone."""
+    """The single pass reports exactly what it reports with the general checker alone, and
+    what feeding the lines one by one finds, whatever the size of the blocks it reads."""
     fast = verify_ledger(path)
     with general_checker_only():
         general = verify_ledger(path)
     assert fast == general, path.name
+    blocks_agree(path)
     return fast
+
+
+def findings(scanner: Any) -> tuple[Any, ...]:
+    """Everything a scan leaves behind that a reader, writer or verifier uses."""
+    s = scanner
+    return (s.problems, s.count, s.tree.root(), s.header, s.footer, s.footer_line, s.lines,
+            s.torn, s.prev, s.max_seq)  # fmt: skip
+
+
+@contextmanager
+def block_size(size: int) -> Iterator[None]:
+    """scan_file reads *size* bytes at a time."""
+    saved = scanning._BLOCK
+    scanning._BLOCK = size
+    try:
+        yield
+    finally:
+        scanning._BLOCK = saved
+
+
+def blocks_agree(
+    path: Path, expected: tuple[int, str] | None = None, sizes: tuple[int, ...] = (5, 333, 1 << 20)
+) -> None:
+    """scan_file (blocks, the quick path for regular records) finds exactly what feeding
+    every line to Scanner.feed finds, for blocks cut inside lines and across many."""
+    one_by_one = scanning.Scanner(expected)
+    for _ in scanning.scan(path, one_by_one):
+        pass
+    for size in sizes:
+        with block_size(size):
+            assert findings(scanning.scan_file(path, expected)) == findings(one_by_one), size
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_block_reading_finds_what_line_reading_finds(name: str) -> None:
+    """Each golden defect, with and without an anchor, at several block sizes."""
+    blocks_agree(GOLDEN / f"{name}.jsonl")
+    good = verify_ledger(GOLDEN / "ok.jsonl")
+    for size in (0, 2, good.count, good.count + 1):
+        blocks_agree(GOLDEN / f"{name}.jsonl", (size, good.root))
 
 
 def test_fast_check_reports_what_the_general_checker_does(tmp_path: Path) -> None:
@@ -382,3 +428,48 @@ def test_fast_check_agrees_on_random_damage(spec: Any, edits: list[Any]) -> None
         path = d / "damaged.jsonl"
         path.write_bytes(b"".join(lines))
         reports_agree(path)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ledgers,
+    st.lists(
+        st.tuples(
+            st.sampled_from(["flip", "delete", "copy", "swap", "cut", "newline"]),
+            st.integers(0, 10**6),
+            st.integers(0, 10**6),
+        ),
+        max_size=3,
+    ),
+)
+def test_block_reading_agrees_on_random_tampering(spec: Any, edits: list[Any]) -> None:
+    """Bytes flipped, lines deleted, copied or swapped, the file cut or given a newline
+    inside a line: scan_file finds what line-by-line feeding finds, at every block size."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        data = build(d, spec)
+        (d / "good.jsonl").write_bytes(data)
+        good = verify_ledger(d / "good.jsonl")
+        for edit, a, b in edits:
+            lines = data.splitlines(keepends=True)
+            i, j = a % len(lines), b % len(lines)
+            at = a % len(data)
+            if edit == "flip":
+                data = data[:at] + bytes([data[at] ^ (1 + b % 255)]) + data[at + 1 :]
+            elif edit == "delete":
+                data = b"".join(lines[:i] + lines[i + 1 :])
+            elif edit == "copy":
+                data = b"".join([*lines[:j], lines[i], *lines[j:]])
+            elif edit == "swap":
+                lines[i], lines[j] = lines[j], lines[i]
+                data = b"".join(lines)
+            elif edit == "cut":
+                data = data[: a % (len(data) + 1)]
+            else:
+                data = data[:at] + b"\n" + data[at:]
+            if not data:
+                break
+        path = d / "tampered.jsonl"
+        path.write_bytes(data)
+        blocks_agree(path)
+        blocks_agree(path, (good.count, good.root))
