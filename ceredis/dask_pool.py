@@ -240,7 +240,9 @@ class _Slot:
 class _Stream:
     """Submits chunks through a bounded window and yields outcomes in input order."""
 
-    def __init__(self, client: Any, plan: BatchPlan, session: str, tasks: Iterator[Task]):
+    def __init__(
+        self, client: Any, plan: BatchPlan, session: str, tasks: Iterator[Task], in_flight: int
+    ):
         self.client = client
         self.plan = plan
         self.session = session
@@ -252,6 +254,7 @@ class _Stream:
         self.owner: dict[str, tuple[int, int]] = {}  # future key -> (slot, part)
         self.submitted = self.written = 0
         self.seconds_per_learner = 0.0
+        self.least = min(MAX_CHUNK, 2 * in_flight)
 
     def __iter__(self) -> Iterator[Outcome]:
         while True:
@@ -322,9 +325,10 @@ class _Stream:
     def _size(self) -> int:
         if self.plan.chunksize:
             return self.plan.chunksize
+        least = self.least  # enough learners to keep a worker's fetch threads busy
         if self.seconds_per_learner <= 0:
-            return FIRST_CHUNK
-        return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / self.seconds_per_learner)))
+            return max(FIRST_CHUNK, least)
+        return max(least, min(MAX_CHUNK, int(CHUNK_SECONDS / self.seconds_per_learner)))
 
     def _learn(self, outcomes: Sequence[Outcome]) -> None:
         if outcomes:
@@ -354,7 +358,7 @@ def _scored_on(client: Any, plan: BatchPlan, tasks: Iterator[Task]) -> Iterator[
     if recipe.rate is not None:
         client.run_on_scheduler(install_desk, run_id=plan.run_id, rate=recipe.rate)
     try:
-        yield from _Stream(client, plan, session.name, tasks)
+        yield from _Stream(client, plan, session.name, tasks, recipe.in_flight)
     finally:
         with contextlib.suppress(Exception):  # the cluster may be gone: nothing to undo
             client.unregister_worker_plugin(session.name)
