@@ -138,6 +138,17 @@ def _parser() -> argparse.ArgumentParser:
         "worker fetches the next learners while it scores (default: CEREDIS_IN_FLIGHT, "
         "config file, then 16)",
     )
+    batch.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        help="score on local worker processes (default) or on a Dask cluster (the dask extra)",
+    )
+    batch.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --executor dask: an existing cluster's scheduler, tcp://host:8786 or "
+        "tls://… (default: a LocalCluster of --workers processes)",
+    )
     _source_option(batch)
     batch.add_argument(
         "--database",
@@ -486,6 +497,11 @@ def _run_planned(plan: BatchPlan, args: argparse.Namespace) -> int:
         total = source_total(plan) if total is None else total
         _say(plan_view(plan, total))
         return EXIT_OK
+    if plan.executor == "dask":
+        from ceredis.dask_pool import insecure_scheduler
+
+        if warning := insecure_scheduler(plan.scheduler):
+            Console(stderr=True).print(f"warning: {warning}", highlight=False, soft_wrap=True)
     interval = load_settings().progress_interval
     out = Console(stderr=True) if args.json else Console()
     console = BatchConsole(out, quiet=args.quiet, interval=interval)
@@ -526,6 +542,8 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
             workers=args.workers,
             in_flight=args.in_flight,
             report=args.report,
+            executor=args.executor,
+            scheduler=args.scheduler,
         )
     if args.retry_failed:
         return _retry_failed_plan(args)
@@ -542,6 +560,8 @@ def _plan(args: argparse.Namespace) -> BatchPlan:
         chunksize=args.chunksize,
         allow_empty=args.allow_empty,
         check_store=not args.dry_run,
+        executor=args.executor,
+        scheduler=args.scheduler,
     )
 
 

@@ -115,6 +115,8 @@ class Settings:
     source: str | None = None
     database: str | None = field(default=None, repr=False)  # a URL may hold a password
     signing_key: Path | None = None  # the private key signing each finished run's checkpoint
+    executor: str = "local"  # "local" (the process pool) or "dask" (a Dask cluster)
+    scheduler: str | None = None  # a Dask scheduler's address; None: a LocalCluster
     http: HttpSettings = HttpSettings()
     rate: RateSettings = RateSettings()
     cass: CassSettings = CassSettings()
@@ -206,6 +208,13 @@ def _interval(value: Any, origin: str) -> float:
     return _duration(value, origin, "the progress interval", positive=True)
 
 
+def _executor(value: Any, origin: str) -> str:
+    name = value.strip().lower() if isinstance(value, str) else value
+    if name not in ("local", "dask"):
+        raise ConfigError(f"{origin}: the executor must be local or dask, not {value!r}")
+    return name
+
+
 def _budget(value: Any, origin: str) -> float:
     return _duration(value, origin, "the outage budget", positive=False)
 
@@ -272,6 +281,11 @@ SETTINGS: tuple[Setting, ...] = (
             "SQLite in the data directory", "result store URL", "--database"),
     Setting("signing_key", "signing_key", ("CEREDIS_SIGNING_KEY",), _path, "none (unsigned)",
             "private key file (`ceredis keygen`) signing each run's checkpoint (secret)"),
+    Setting("executor", "executor", ("CEREDIS_EXECUTOR",), _executor, "local",
+            "where learners are scored: `local` processes or a `dask` cluster", "--executor"),
+    Setting("scheduler", "scheduler", ("CEREDIS_DASK_SCHEDULER",), _text,
+            "a LocalCluster of `--workers` processes",
+            "Dask scheduler address (`tcp://host:8786`, `tls://…`)", "--scheduler"),
     Setting("paths.ledger_dir", "ledger_dir", ("CEREDIS_LEDGER_DIR",), _path,
             "`ledgers/` in the data directory", "ledger directory"),
     Setting("paths.data_dir", "data_dir", ("CEREDIS_DATA_DIR",), _path,

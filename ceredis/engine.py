@@ -211,7 +211,10 @@ def _record_all(
     learners = LearnerTally()
     tasks = _tasks(plan, report, report_file, done, limiter, learners, progress)
     progress.start(plan, plan.selection.count(), done)
-    for outcome in scored(plan, tasks, limiter, progress.waiting):
+    score = scored
+    if plan.executor == "dask":
+        from ceredis.dask_pool import scored as score  # the optional extra, loaded on demand
+    for outcome in score(plan, tasks, limiter, progress.waiting):
         # Workers encode records with ledger.canonical: the serial parent need not
         # re-parse them (verify checks every line's canonical form anyway).
         writer.append_canonical(outcome.record, check=False)

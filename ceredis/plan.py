@@ -65,6 +65,8 @@ class BatchPlan:
     outage_budget: float = 120.0  # seconds an outage is waited out before the batch stops
     repairs: dict[str, str] | None = None  # the run whose ERROR learners this one rescores
     signing_key: Path | None = None  # signs the finished run's checkpoint (CEREDIS_SIGNING_KEY)
+    executor: str = "local"  # "local": the process pool; "dask": a Dask cluster
+    scheduler: str | None = None  # the Dask scheduler's address (None: a LocalCluster)
 
     def header(self) -> dict[str, Any]:
         """The ledger header: everything needed to replay or resume, and no secret."""
@@ -99,6 +101,8 @@ def plan_batch(
     referential: Referential | None = None,
     allow_empty: bool = False,
     check_store: bool = True,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> BatchPlan:
     """Resolve settings (flag > environment > config file > default) and check them all.
 
@@ -107,7 +111,14 @@ def plan_batch(
     the store URL without connecting, so that nothing is created.
     """
     settings = load_settings(
-        {"max_workers": workers, "in_flight": in_flight, "source": source, "database": database}
+        {
+            "max_workers": workers,
+            "in_flight": in_flight,
+            "source": source,
+            "database": database,
+            "executor": executor,
+            "scheduler": scheduler,
+        }
     )
     chosen = [bool(agents), agents_file is not None, all_agents]
     if sum(chosen) > 1:
@@ -158,6 +169,8 @@ def plan_batch(
         embedded=settings.source is None and settings.database is None,
         outage_budget=settings.outage_budget,
         signing_key=settings.signing_key,
+        executor=settings.executor,
+        scheduler=settings.scheduler,
     )
 
 
@@ -168,6 +181,8 @@ def plan_resume(
     workers: int | None = None,
     in_flight: int | None = None,
     report: Path | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> BatchPlan:
     """A plan that finishes the run recorded in an unfinished ledger (``--resume``).
 
@@ -177,7 +192,15 @@ def plan_resume(
     ledger = Path(ledger)
     with closing(read_ledger(ledger)) as records:
         header = _ledger_header(records, ledger)
-    settings = load_settings({"max_workers": workers, "in_flight": in_flight, "database": database})
+    settings = load_settings(
+        {
+            "max_workers": workers,
+            "in_flight": in_flight,
+            "database": database,
+            "executor": executor,
+            "scheduler": scheduler,
+        }
+    )
     referential = parse_referential(header["referential"], f"{ledger} header")
     source = header["source"]
     spec = prepare_source(source["uri"], settings)
@@ -213,6 +236,8 @@ def plan_resume(
         resume=True,
         outage_budget=settings.outage_budget,
         signing_key=settings.signing_key,
+        executor=settings.executor,
+        scheduler=settings.scheduler,
     )
 
 

@@ -91,13 +91,13 @@ class _Worker:
     """Per-process state: the source client and store connection, opened after fork."""
 
     def __init__(self, context: WorkerContext) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-        _die_with_parent(context.parent_pid)
         self.context = context
         self.pid = os.getpid()
-        with context.slot_counter.get_lock():
-            self.slot = context.slot_counter.value % (len(context.slots) // 2)
-            context.slot_counter.value += 1
+        self.slot = 0
+        if context.slot_counter is not None:  # None: one worker, no shared slots (Dask)
+            with context.slot_counter.get_lock():
+                self.slot = context.slot_counter.value % (len(context.slots) // 2)
+                context.slot_counter.value += 1
         context.slots[2 * self.slot] = self.pid
         context.slots[2 * self.slot + 1] = -1
         self.source: Any = None
@@ -280,6 +280,8 @@ def _die_with_parent(parent: int) -> None:
 
 def _init_worker(context: WorkerContext) -> None:
     global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    _die_with_parent(context.parent_pid)
     _worker = _Worker(context)
 
 

@@ -148,7 +148,7 @@ def test_same_results_root_from_jsonl_cass_and_ralph(
     tmp_path, monkeypatch, competencies, engine_key
 ):
     """One cohort served from a JSONL file, from CaSS (encrypted) and from a real Ralph LRS
-    gives the same resultsRoot."""
+    (scored on the local pool and on Dask) gives the same resultsRoot."""
     files, records = cohort(tmp_path, 40, seed=5)
     monkeypatch.setenv("CEREDIS_SOURCE_RATE", "500")
     from_file, _ = batch(tmp_path, "file", str(files.evidence), files.roster)
@@ -166,10 +166,15 @@ def test_same_results_root_from_jsonl_cass_and_ralph(
         evidence_to_statements(records), "reader", SECRETS["CEREDIS_XAPI_PASSWORD"]
     ) as lrs:
         from_ralph, _ = batch(tmp_path, "ralph", "xapi+" + lrs.base_url, files.roster)
+        # The Dask executor (tests/test_dask.py) on this LRS, rather than start another.
+        on_dask, _ = batch(
+            tmp_path, "ralph-dask", "xapi+" + lrs.base_url, files.roster, executor="dask"
+        )
 
     assert from_file.failed == 0 and from_file.ok > 30
     assert from_cass.results_root == from_file.results_root
     assert from_ralph.results_root == from_file.results_root
+    assert on_dask.results_root == from_file.results_root
 
 
 def test_a_learner_whose_worker_dies_twice_is_recorded_as_error(
