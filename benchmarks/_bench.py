@@ -42,6 +42,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ceredis.engine import ProgressHooks  # noqa: E402 - after the path above
+
 ADMIN_DSN = os.environ.get("CEREDIS_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
@@ -381,7 +383,7 @@ class EngineSpec:
     out: str = ""
 
 
-class SamplingProgress:
+class SamplingProgress(ProgressHooks):
     """Progress hooks that measure: run in the engine's parent, once per learner.
 
     Every 0.25 s (checked with one clock read per learner) the parent's and each worker's

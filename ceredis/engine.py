@@ -11,7 +11,6 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import replace
 from typing import Any
 
@@ -29,8 +28,9 @@ from ceredis.scoring import evaluate
 from ceredis.selection import LearnerTally
 from ceredis.sources import prepare_source
 from ceredis.sources.ratelimit import limiter_for
+from ceredis.steps import Step
 from ceredis.stores import ResultStore, RunRow
-from ledger import LedgerError, LedgerWriter, Repair, read_ledger
+from ledger import FOOTER, LedgerError, LedgerWriter, Repair, last_line, read_ledger
 from ledger.note import SignerKey, read_signer_key
 
 __all__ = ["ProgressHooks", "evaluate_agent", "resume_command", "run_batch"]
@@ -65,8 +65,9 @@ class ProgressHooks:
     def repaired(self, repair: Repair) -> None:
         """On resume: the torn tail of the killed run's ledger was cut."""
 
-    def checking(self, checked: int, total: int) -> None:
-        """On resume: *checked* of the *total* recorded learners checked so far."""
+    def step(self, step: Step, done: int, total: int) -> None:
+        """On resume: *done* of the *total* recorded learners checked (``Step.RESUME``),
+        or written to the store (``Step.RESTORE``), so far."""
 
 
 def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchReport:
@@ -82,7 +83,7 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
         progress.repaired(writer.repaired)
     if plan.resume:  # the store may lack the learners already recorded (another database)
         try:
-            _with_store(plan, lambda store: _write_recorded(plan, store))
+            _with_store(plan, lambda store: _write_recorded(plan, store, progress, writer.count))
         except BaseException:
             writer.close()
             raise
@@ -124,17 +125,21 @@ def _sign(plan: BatchPlan, signer: SignerKey | None) -> str | None:
 
 
 def _finished(plan: BatchPlan) -> bool:
-    """Whether the ledger to resume already holds its footer (killed before the run row)."""
+    """Whether the ledger to resume already ends in its footer (killed before the run row):
+    its last line says so; completing the run verifies the whole ledger first."""
     try:
-        with closing(read_ledger(plan.ledger)) as records:
-            return any(r.kind == "footer" for r in records)
+        line = last_line(plan.ledger)
     except LedgerError:
-        return False  # a torn or damaged tail: unfinished; the resume repairs or refuses it
+        return False  # unreadable: the resume's own opening says why
+    return line is not None and line.kind == FOOTER
 
 
-def _write_recorded(plan: BatchPlan, store: ResultStore) -> None:
+def _write_recorded(
+    plan: BatchPlan, store: ResultStore, progress: ProgressHooks | None = None, total: int = 0
+) -> None:
     """Write the ledger's learners into the store; a refused one is an error, not a gap."""
-    restored = write_recorded(plan.ledger, store, plan.run_id, plan.started_at)
+    hear = progress.step if progress is not None and total else None
+    restored = write_recorded(plan.ledger, store, plan.run_id, plan.started_at, hear, total)
     if restored.conflicts:
         agent, error = next(iter(restored.conflicts.items()))
         raise StoreError(
@@ -260,7 +265,7 @@ def _tasks(
             learners.add(outcome.agent_id)
             report_file.detail(outcome)
             if (index + 1) % _CHECK_STEP == 0 or index + 1 == done:
-                progress.checking(index + 1, done)
+                progress.step(Step.RESUME, index + 1, done)
     return (Task(index, agent) for index, agent in enumerate(ids, start=done))
 
 

@@ -181,6 +181,7 @@ class BatchConsole(ProgressHooks):
         self._done = 0
         self._started = self._last = 0.0
         self._checks: StepMeter | None = None
+        self._stepped: set[Step] = set()  # the resume's steps already finished
         self._waited: float | None = None  # seconds of the outage last shown, if one lasts
 
     def start(self, plan: BatchPlan, total: int | None, done: int) -> None:
@@ -216,20 +217,25 @@ class BatchConsole(ProgressHooks):
             soft_wrap=True,
         )
 
-    def checking(self, checked: int, total: int) -> None:
-        """Resume's check of the recorded learners: a bar (or plain lines), then one line."""
+    def step(self, step: Step, done: int, total: int) -> None:
+        """Resume's check and writing of the recorded learners: a bar (or plain lines),
+        then one line for each."""
+        if step in self._stepped:
+            return  # finished: a counted step may repeat its last count
         if self._checks is None:
             self._checks = StepMeter(
                 self.console, log=self.log, interval=self.interval, quiet=self.quiet,
                 clock=self.clock,
             )  # fmt: skip
-        self._checks(Step.RESUME, checked, total)
-        if checked == total:
+        self._checks(step, done, total)
+        if done == total:
+            self._stepped.add(step)
             self._checks.close()
             self._checks = None
             if self.quiet or not self.console.is_terminal:
+                said = "checked" if step is Step.RESUME else "wrote to the database"
                 self.console.print(
-                    f"checked the {plural(total, 'recorded learner')}",
+                    f"{said} the {plural(total, 'recorded learner')}",
                     highlight=False,
                     soft_wrap=True,
                 )

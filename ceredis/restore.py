@@ -19,6 +19,7 @@ from ceredis.errors import ReplayError
 from ceredis.plan import LEDGER_KIND
 from ceredis.pool import Task, _row
 from ceredis.record import encode_record
+from ceredis.steps import Step, StepProgress, counted
 from ceredis.stores import ResultRow, ResultStore, RunRow, StoreSpec
 from ledger import LedgerError, VerifyReport, read_ledger, verify_ledger
 from ledger.checkpoint import Checkpoint
@@ -108,12 +109,18 @@ def _rows(ledger: str | PathLike[str], run_id: str) -> Iterator[ResultRow]:
 
 
 def write_recorded(
-    ledger: str | PathLike[str], store: ResultStore, run_id: str, started_at: str
+    ledger: str | PathLike[str],
+    store: ResultStore,
+    run_id: str,
+    started_at: str,
+    progress: StepProgress | None = None,
+    total: int = 0,
 ) -> Restored:
-    """Write every recorded learner's row (and OK profile) of the ledger; idempotent."""
+    """Write every recorded learner's row (and OK profile) of the ledger; idempotent.
+    *progress* hears how many of the *total* recorded learners were read."""
     restored = Restored(run_id)
     batch: list[ResultRow] = []
-    for row in _rows(ledger, run_id):
+    for row in counted(_rows(ledger, run_id), Step.RESTORE, total, progress):
         batch.append(row)
         if len(batch) >= _BATCH:
             restored.conflicts.update(store.write_results(batch, started_at))

@@ -27,6 +27,7 @@ class Step(Enum):
     DATABASE = ("checking the database", "rows")
     READ = ("reading results", "records")
     RESUME = ("checking the ledger", "learners")
+    RESTORE = ("writing the recorded learners", "learners")
 
     def __init__(self, label: str, unit: str) -> None:
         self.label = label

@@ -18,15 +18,16 @@ Quick start::
 from ledger.canonical import CANON_ID, canonical, canonical_hash
 from ledger.decode import decode
 from ledger.errors import CanonicalError, LedgerError, LedgerFormatError, ProofError, WriteError
-from ledger.line import FORMAT_ID
+from ledger.line import FOOTER, FORMAT_ID
 from ledger.proof import InclusionProof, prove, record_hash
-from ledger.reader import Record, read_ledger, salvage_records
+from ledger.reader import Record, last_line, read_ledger, salvage_records
 from ledger.report import Problem, ProblemKind, VerifyReport
 from ledger.verify import verify_ledger
 from ledger.writer import LedgerWriter, Repair
 
 __all__ = [
     "CANON_ID",
+    "FOOTER",
     "FORMAT_ID",
     "CanonicalError",
     "InclusionProof",
@@ -43,6 +44,7 @@ __all__ = [
     "canonical",
     "canonical_hash",
     "decode",
+    "last_line",
     "prove",
     "read_ledger",
     "record_hash",

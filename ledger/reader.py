@@ -7,17 +7,18 @@ raises :class:`LedgerFormatError`. For a report of every problem use ``verify_le
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any
+from typing import Any, BinaryIO
 
 from ledger.decode import parse
 from ledger.errors import LedgerError, LedgerFormatError
-from ledger.line import RECORD, iter_lines, parse_line, sha256_hex
+from ledger.line import MAX_LINE, RECORD, Line, iter_lines, parse_line, sha256_hex
 from ledger.scanner import Scanner, scan
 
-__all__ = ["Record", "read_ledger", "salvage_records"]
+__all__ = ["Record", "last_line", "read_ledger", "salvage_records"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,39 @@ def read_ledger(path: str | PathLike[str]) -> Iterator[Record]:
         )
     if scanner.problems:
         raise LedgerFormatError(f"{path}: {scanner.problems[0]}")
+
+
+def last_line(path: str | PathLike[str]) -> Line | None:
+    """The ledger's last line if it is whole and its envelope parses, else None; read from
+    the end, so that asking whether a footer ends a file costs nothing per record. Only the
+    envelope is checked: ``verify_ledger`` checks the rest."""
+    try:
+        with open(path, "rb") as stream:
+            tail, start = _tail(stream)
+    except OSError as exc:
+        raise LedgerFormatError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if start < 0 or not tail.endswith(b"\n"):
+        return None
+    try:
+        return parse_line(tail[start:-1])
+    except LedgerFormatError:
+        return None
+
+
+def _tail(stream: BinaryIO) -> tuple[bytes, int]:
+    # The end of the file back to the newline before its last line: (bytes, where the last
+    # line starts in them), or -1 for a last line longer than MAX_LINE.
+    position = stream.seek(0, os.SEEK_END)
+    tail = b""
+    while position > 0 and len(tail) <= MAX_LINE + 1:
+        step = min(position, 1 << 16)
+        position -= step
+        stream.seek(position)
+        tail = stream.read(step) + tail
+        newline = tail.rfind(b"\n", 0, len(tail) - 1)
+        if newline >= 0:
+            return tail, newline + 1
+    return tail, 0 if position == 0 else -1
 
 
 def salvage_records(path: str | PathLike[str]) -> Iterator[Record]:

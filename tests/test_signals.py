@@ -96,6 +96,7 @@ def test_a_stop_signal_leaves_a_resumable_ledger_and_says_how(
     out = capsys.readouterr().out
     assert code == 0
     assert "checked the" in out and "recorded learners" in out
+    assert "wrote to the database the" in out  # progress of writing them, then one line
     audit = verify_ledger(ledger)
     assert audit.complete and audit.root == expected_root
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import LedgerFormatError, canonical, read_ledger, salvage_records
+from ledger import LedgerFormatError, canonical, last_line, read_ledger, salvage_records
 from tests.ledger.helpers import FOOTER, HEADER, body, write_ledger
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -87,3 +87,25 @@ def test_salvage_keeps_every_record_line_that_still_parses(tmp_path: Path) -> No
     assert all(r.content_hash == hashlib.sha256(r.body_bytes).hexdigest() for r in salvaged)
     with pytest.raises(LedgerFormatError):
         list(read_ledger(damaged))
+
+
+def test_last_line_is_read_from_the_end(tmp_path: Path) -> None:
+    """last_line: the footer of a finished ledger, a record of an unfinished one, None for
+    a torn tail, an empty file or garbage; a last line longer than a read-back block."""
+    finished = write_ledger(tmp_path / "f.jsonl", [body(i) for i in range(3)])
+    assert last_line(finished).kind == "footer"
+    unfinished = write_ledger(tmp_path / "u.jsonl", [body(i) for i in range(3)], finish=False)
+    line = last_line(unfinished)
+    assert (line.kind, line.seq) == ("record", 4)
+    (tmp_path / "torn.jsonl").write_bytes(finished.read_bytes()[:-5])
+    assert last_line(tmp_path / "torn.jsonl") is None
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    assert last_line(tmp_path / "empty.jsonl") is None
+    (tmp_path / "junk.jsonl").write_bytes(b"junk\n" * 3)
+    assert last_line(tmp_path / "junk.jsonl") is None
+    big = write_ledger(tmp_path / "big.jsonl", [{"text": "x" * 200_000}], finish=False)
+    assert last_line(big).kind == "record" and len(last_line(big).body) > 200_000
+    one = write_ledger(tmp_path / "one.jsonl", [], finish=False)
+    assert last_line(one).kind == "header"
+    with pytest.raises(LedgerFormatError, match="cannot read"):
+        last_line(tmp_path / "missing.jsonl")
