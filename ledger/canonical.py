@@ -26,7 +26,14 @@ from typing import Any
 
 from ledger.errors import CanonicalError
 
-__all__ = ["CANON_ID", "MAX_SAFE_INTEGER", "Fragment", "canonical", "canonical_hash"]
+__all__ = [
+    "CANON_ID",
+    "MAX_SAFE_INTEGER",
+    "Fragment",
+    "canonical",
+    "canonical_hash",
+    "fast_canonical",
+]
 
 CANON_ID = "ledger-canon/1"
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -56,6 +63,73 @@ def canonical(value: Any) -> bytes:
 def canonical_hash(value: Any) -> str:
     """SHA-256 (hex) of the canonical bytes of *value*."""
     return hashlib.sha256(canonical(value)).hexdigest()
+
+
+def fast_canonical(value: Any) -> bytes:
+    """:func:`canonical`, faster on the plain values records are made of (exact ``str``,
+    ``dict``, ``list``, ``int``, ``bool``, ``None``, finite ``Decimal``, ``Fragment``);
+    anything else, or anything refused, goes through :func:`canonical` itself."""
+    parts: list[str] = []
+    try:
+        _fast(value, parts.append)
+    except (_NotPlain, TypeError):  # TypeError: keys that do not sort (not all str)
+        return canonical(value)
+    try:
+        return "".join(parts).encode("utf-8")
+    except UnicodeEncodeError:
+        return canonical(value)  # raises the refusal of a lone surrogate
+
+
+class _NotPlain(Exception):
+    """A value the fast encoder leaves to the general one."""
+
+
+def _fast(value: Any, out: Any) -> None:
+    kind = type(value)
+    if kind is str:
+        out(encode_basestring(value))
+    elif kind is dict:
+        if not value:
+            out("{}")
+            return
+        keys = sorted(value)
+        separator = "{"
+        for key in keys:
+            if type(key) is not str:
+                raise _NotPlain
+            out(separator)
+            out(encode_basestring(key))
+            out(":")
+            _fast(value[key], out)
+            separator = ","
+        out("}")
+    elif kind is Decimal:
+        if not value.is_finite():
+            raise _NotPlain
+        out(format(value, "f"))
+    elif kind is list or kind is tuple:
+        separator = "["
+        for item in value:
+            out(separator)
+            _fast(item, out)
+            separator = ","
+        out("]" if value else "[]")
+    elif kind is int:
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise _NotPlain
+        out(int.__repr__(value))
+    elif value is None:
+        out("null")
+    elif value is True:
+        out("true")
+    elif value is False:
+        out("false")
+    elif kind is Fragment:
+        out(value.decode("utf-8"))
+    elif isinstance(value, str):  # a str subclass (an enum's value)
+        out(encode_basestring(value))
+    else:
+        raise _NotPlain
 
 
 def _encode(value: Any, out: list[str], path: str) -> None:

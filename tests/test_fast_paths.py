@@ -11,8 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ceredis.evidence import Evidence
+from ceredis.outcome import Status
 from ceredis.referential import Referential, bundled_referential
 from ceredis.scoring import score
+from ledger.canonical import Fragment, canonical, fast_canonical
+from ledger.errors import CanonicalError
 from tests.reference_scoring import reference_scores
 
 REFERENTIAL = bundled_referential()
@@ -85,3 +88,54 @@ def test_integer_scoring_equals_fraction_scoring(evidence, referential):
         cid: {"score": str(c["score"]), "status": c["status"]}
         for cid, c in fast["competencies"].items()
     } == shown(expected["competencies"])
+
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**60), max_value=2**60),
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.floats(),
+    st.text(),
+    st.sampled_from([Status.OK, Status.ERROR]),
+    st.builds(Fragment, st.sampled_from([b"{}", b"[1,2]", b'"\xc3\xa9"', b"60.75"])),
+)
+json_like = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.lists(inner, max_size=5).map(tuple),
+        st.dictionaries(st.text(max_size=5), inner, max_size=5),
+        st.dictionaries(st.one_of(st.text(max_size=3), st.integers()), inner, max_size=3),
+    ),
+    max_leaves=30,
+)
+
+
+def encoded(encoder, value: object) -> bytes | str:
+    """The bytes, or the refusal's message."""
+    try:
+        return encoder(value)
+    except CanonicalError as exc:
+        return f"refused: {exc}"
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_like)
+def test_fast_encoder_equals_general_encoder(value):
+    """Every value: the same bytes, or the same refusal."""
+    assert encoded(fast_canonical, value) == encoded(canonical, value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(evidence_lists())
+def test_fast_encoder_on_record_shapes(evidence):
+    """The shape the engine emits most: a record whose inputs are normalised evidence."""
+    result = score(evidence, REFERENTIAL)
+    record = {
+        "agentId": "L1",
+        "status": Status.OK,
+        "inputs": {"evidence": [e.to_json() for e in evidence]},
+        "result": result,
+    }
+    assert fast_canonical(record) == canonical(record)
