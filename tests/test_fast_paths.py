@@ -4,13 +4,16 @@ the Fraction scoring it replaced, the fast canonical encoder with ``ledger.canon
 from __future__ import annotations
 
 import dataclasses
+import json
 from decimal import Decimal
 from fractions import Fraction
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ceredis import exactjson
 from ceredis.evidence import Evidence
+from ceredis.exactjson import JSONError
 from ceredis.outcome import Status
 from ceredis.referential import Referential, bundled_referential
 from ceredis.scoring import score
@@ -139,3 +142,48 @@ def test_fast_encoder_on_record_shapes(evidence):
         "result": result,
     }
     assert fast_canonical(record) == canonical(record)
+
+
+number_texts = st.one_of(
+    st.integers(-(10**6), 10**6).map(str),
+    st.decimals(allow_nan=False, allow_infinity=False).map(str),
+    st.sampled_from(["1e400", "1E2", "-0.5", "72.10", "0.000", "NaN", "-Infinity", "1.5e-3"]),
+    st.integers(95, 105).map(lambda n: "9" * n),
+    st.integers(95, 105).map(lambda n: "0." + "0" * n + "1"),
+)
+string_texts = st.one_of(
+    st.text(max_size=8).map(lambda s: json.dumps(s, ensure_ascii=False)),
+    st.sampled_from(['"\\ud800"', '"[[[{"', '"\\"]"', '"3e4f"']),
+)
+json_texts = st.recursive(
+    st.one_of(number_texts, string_texts, st.sampled_from(["true", "false", "null"])),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda items: "[" + ",".join(items) + "]"),
+        st.lists(st.tuples(st.sampled_from(["a", "b", "c", "é"]), inner), max_size=4).map(
+            lambda pairs: "{" + ",".join(f'"{k}": {v}' for k, v in pairs) + "}"
+        ),
+        st.tuples(st.integers(95, 105), inner).map(lambda d: "[" * d[0] + d[1] + "]" * d[0]),
+        inner.map(lambda text: text[: len(text) // 2]),  # cut: not JSON
+    ),
+    max_leaves=12,
+)
+
+
+def decoded(decoder, text: str, mark: bool) -> str:
+    """The value's repr (Decimal digits and types shown), or the refusal and its offset."""
+    try:
+        return repr(decoder(text, mark=mark))
+    except JSONError as exc:
+        return f"refused: {exc.reason} at {exc.offset}"
+
+
+@settings(max_examples=600, deadline=None)
+@given(json_texts, st.booleans())
+def test_fast_decoder_equals_strict_decoder(text, mark):
+    """Same values to the digit, or the same refusal at the same byte: duplicate keys,
+    nesting past MAX_DEPTH, numbers past MAX_DIGITS, NaN, lone surrogates, cut text."""
+    assert decoded(exactjson.loads, text, mark) == decoded(strict_loads, text, mark)
+
+
+def strict_loads(text: str, *, mark: bool) -> object:
+    return exactjson._strict(text, mark)
