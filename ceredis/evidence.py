@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from ceredis.exactjson import unreadable
 from ceredis.referential import Referential
@@ -55,9 +56,11 @@ class RawEvidence:
     where: str = field(default="")
 
 
-@dataclass(frozen=True, order=True)
-class Evidence:
-    """A valid, normalised evidence record: competency as ``X.Y``, score exact, time UTC."""
+class Evidence(NamedTuple):
+    """A valid, normalised evidence record: competency as ``X.Y``, score exact, time UTC.
+
+    A named tuple: built for every record of every learner, it must be cheap.
+    """
 
     evidence_id: str
     agent_id: str
@@ -85,6 +88,9 @@ class Evidence:
         return out
 
 
+_PLAIN = (str, Decimal, int, type(None), bool)
+
+
 def submitted(raw: RawEvidence) -> dict[str, Any]:
     """The record as a canonical-encodable value: ``{"fields": …, "where": …}``.
 
@@ -96,6 +102,20 @@ def submitted(raw: RawEvidence) -> dict[str, Any]:
     return {"fields": _json_safe(fields), "where": str(raw.where)}
 
 
+def _flat_safe(fields: dict[str, Any]) -> bool:
+    """Whether a record is already JSON-safe: str keys; strings, safe integers, finite
+    Decimals, booleans or nulls as values (what files and LRSs deliver)."""
+    for key, value in fields.items():
+        kind = type(value)
+        if type(key) is not str or kind not in _PLAIN:
+            return False
+        if kind is Decimal and not value.is_finite():
+            return False
+        if kind is int and not -_MAX_SAFE <= value <= _MAX_SAFE:
+            return False
+    return True
+
+
 def _json_safe(value: Any) -> Any:
     if value is None or isinstance(value, bool | str):
         return value
@@ -105,6 +125,8 @@ def _json_safe(value: Any) -> Any:
         return Decimal(repr(value)) if math.isfinite(value) else {"$number": str(Decimal(value))}
     if isinstance(value, Decimal):
         return value if value.is_finite() else {"$number": str(value)}
+    if type(value) is dict and _flat_safe(value):
+        return dict(value)
     if isinstance(value, Mapping):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -145,13 +167,20 @@ def validate(
             )
     if problems:
         return [], sorted(problems)
-    return sorted(e for e, _ in kept.values()), []
+    return sorted((e for e, _ in kept.values()), key=_BY_ID), []
+
+
+_BY_ID = attrgetter("evidence_id")  # ids are unique once kept: the order of the whole tuple
 
 
 def _check(
     agent_id: str, fields: Mapping[str, Any], referential: Referential
 ) -> tuple[Evidence | None, list[str]]:
-    errors = [f"{name} holds {why}" for name, v in fields.items() if (why := unreadable(v))]
+    errors = [
+        f"{name} holds {why}"
+        for name, v in fields.items()
+        if type(v) in _CONTAINERS and (why := unreadable(v))
+    ]
     if errors:
         return None, errors
     eid = fields.get("evidenceId")
@@ -207,8 +236,13 @@ def _check(
     )
 
 
+_CONTAINERS = (dict, list)
+
+
 def id_problem(name: str, value: str) -> str | None:
     """Why *value* cannot be an id (a control or invisible character), or ``None``."""
+    if value.isascii() and value.isprintable():  # printable ASCII: no Cc, Cf, Zl or Zp
+        return None
     for char in value:
         if unicodedata.category(char) in _NOT_IN_IDS:
             return f"{name} {_show(value)} holds the control character U+{ord(char):04X}"
@@ -253,7 +287,10 @@ def _timestamp(value: Any) -> tuple[str | None, str | None]:
         utc = moment.astimezone(UTC)
     except OverflowError:
         return None, f"timestamp {_show(value)} is outside the years 1–9999 in UTC"
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    # As strftime("%Y-%m-%dT%H:%M:%S") writes it (glibc: the year unpadded), without its cost.
+    text = (
+        f"{utc.year}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+    )
     if utc.microsecond:
         text += f".{utc.microsecond:06d}".rstrip("0")
     return text + "Z", None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 from json.encoder import encode_basestring  # C implementation, no ASCII escaping
+from operator import itemgetter
 from typing import Any
 
 from ledger.errors import CanonicalError
@@ -69,13 +70,12 @@ def fast_canonical(value: Any) -> bytes:
     """:func:`canonical`, faster on the plain values records are made of (exact ``str``,
     ``dict``, ``list``, ``int``, ``bool``, ``None``, finite ``Decimal``, ``Fragment``);
     anything else, or anything refused, goes through :func:`canonical` itself."""
-    parts: list[str] = []
     try:
-        _fast(value, parts.append)
+        text = _text(value)
     except (_NotPlain, TypeError):  # TypeError: keys that do not sort (not all str)
         return canonical(value)
     try:
-        return "".join(parts).encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError:
         return canonical(value)  # raises the refusal of a lone surrogate
 
@@ -84,52 +84,53 @@ class _NotPlain(Exception):
     """A value the fast encoder leaves to the general one."""
 
 
-def _fast(value: Any, out: Any) -> None:
+def _text(value: Any) -> str:
+    """The canonical text of a plain value; strings are encoded in place, not recursed."""
     kind = type(value)
+    if kind is dict:
+        return (
+            "{"
+            + ",".join(
+                [
+                    _key(k) + ":" + (_string(v) if type(v) is str else _text(v))
+                    for k, v in sorted(value.items(), key=_first)
+                ]
+            )
+            + "}"
+        )
     if kind is str:
-        out(encode_basestring(value))
-    elif kind is dict:
-        if not value:
-            out("{}")
-            return
-        keys = sorted(value)
-        separator = "{"
-        for key in keys:
-            if type(key) is not str:
-                raise _NotPlain
-            out(separator)
-            out(encode_basestring(key))
-            out(":")
-            _fast(value[key], out)
-            separator = ","
-        out("}")
-    elif kind is Decimal:
+        return _string(value)
+    if kind is list or kind is tuple:
+        return "[" + ",".join([_string(v) if type(v) is str else _text(v) for v in value]) + "]"
+    if kind is Decimal:
         if not value.is_finite():
             raise _NotPlain
-        out(format(value, "f"))
-    elif kind is list or kind is tuple:
-        separator = "["
-        for item in value:
-            out(separator)
-            _fast(item, out)
-            separator = ","
-        out("]" if value else "[]")
-    elif kind is int:
+        return format(value, "f")
+    if kind is int:
         if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             raise _NotPlain
-        out(int.__repr__(value))
-    elif value is None:
-        out("null")
-    elif value is True:
-        out("true")
-    elif value is False:
-        out("false")
-    elif kind is Fragment:
-        out(value.decode("utf-8"))
-    elif isinstance(value, str):  # a str subclass (an enum's value)
-        out(encode_basestring(value))
-    else:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if kind is Fragment:
+        return value.decode("utf-8")
+    if isinstance(value, str):  # a str subclass (an enum's value)
+        return _string(value)
+    raise _NotPlain
+
+
+def _key(key: Any) -> str:
+    if type(key) is not str:
         raise _NotPlain
+    return _string(key)
+
+
+_string = encode_basestring
+_first = itemgetter(0)  # dict keys are unique: items sort by key alone
 
 
 def _encode(value: Any, out: list[str], path: str) -> None:
