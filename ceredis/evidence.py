@@ -150,7 +150,10 @@ def validate(
         if not isinstance(fields, Mapping):
             problems.append(f"evidence at {where}: not an object")
             continue
-        evidence, errors = _check(agent_id, fields, referential)
+        evidence = _plainly_valid(agent_id, fields, referential)
+        errors = []
+        if evidence is None:
+            evidence, errors = _check(agent_id, fields, referential)
         eid = fields.get("evidenceId")
         label = f"evidence {eid} ({where})" if _text(eid) else f"evidence at {where}"
         if errors:
@@ -171,6 +174,53 @@ def validate(
 
 
 _BY_ID = attrgetter("evidence_id")  # ids are unique once kept: the order of the whole tuple
+
+
+def _plainly_valid(
+    agent_id: str, fields: Mapping[str, Any], referential: Referential
+) -> Evidence | None:
+    """The evidence of a record of exact, valid values (the common case, checked in few
+    steps); ``None`` for any other, which :func:`_check` then judges and names."""
+    get = fields.get
+    eid, agent, competency = get("evidenceId"), get("agentId"), get("competencyId")
+    etype, value = get("evidenceType"), get("rawScore")
+    context, validator = get("context"), get("validator")
+    if not (
+        fields.keys() <= _FIELD_NAMES
+        and type(eid) is str
+        and eid.isascii()
+        and eid.isprintable()
+        and eid.strip()
+        and agent == agent_id
+        and type(agent) is str
+        and agent.isascii()
+        and agent.isprintable()
+        and agent.strip()
+        and type(competency) is str
+        and competency in referential.competencies
+        and type(etype) is str
+        and etype in referential.evidence_types
+        and (context is None or type(context) is str)
+        and (validator is None or type(validator) is str)
+    ):
+        return None
+    kind = type(value)
+    if kind is int:
+        score = Decimal(value)
+    elif kind is Decimal and value.is_finite():
+        score = value
+    else:
+        return None
+    if not 0 <= score <= 100:
+        return None
+    timestamp, _ = _timestamp(get("timestamp"))
+    if timestamp is None:
+        return None
+    score = score.normalize() if score else Decimal(0)
+    return Evidence(eid, agent, competency, etype, score, timestamp, context, validator)
+
+
+_FIELD_NAMES = frozenset(FIELDS)
 
 
 def _check(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_DIGITS",
     "JSONError",
     "loads",
+    "loads_each",
     "number",
     "unreadable",
     "utf8_text",
@@ -83,6 +85,22 @@ def loads(data: str | bytes, *, mark: bool = False) -> Any:
     if _SURROGATE_ESCAPE.search(text):
         _check_surrogates(value, "$")
     return value
+
+
+def loads_each(texts: Iterable[str]) -> list[Any]:
+    """:func:`loads` of each text, with less overhead per text (the rows of an index):
+    the C scanner itself, and :func:`loads` for any text it does not fully accept."""
+    values = []
+    for text in texts:
+        try:
+            value, end = _PLAIN.scan_once(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            end = -1
+        if end == len(text) and _within_limits(value) and not _SURROGATE_ESCAPE.search(text):
+            values.append(value)
+        else:
+            values.append(loads(text))
+    return values
 
 
 def _strict(text: str, mark: bool) -> Any:

@@ -92,7 +92,9 @@ def _text(value: Any) -> str:
             "{"
             + ",".join(
                 [
-                    _key(k) + ":" + (_string(v) if type(v) is str else _text(v))
+                    (_string(k) if type(k) is str else _key(k))
+                    + ":"
+                    + (_string(v) if type(v) is str else _text(v))
                     for k, v in sorted(value.items(), key=_first)
                 ]
             )
@@ -124,9 +126,8 @@ def _text(value: Any) -> str:
 
 
 def _key(key: Any) -> str:
-    if type(key) is not str:
-        raise _NotPlain
-    return _string(key)
+    """A key that is not exactly a ``str``: left to the general encoder."""
+    raise _NotPlain
 
 
 _string = encode_basestring

@@ -11,6 +11,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ceredis import evidence as evidence_module
 from ceredis import exactjson
 from ceredis.evidence import Evidence
 from ceredis.exactjson import JSONError
@@ -183,7 +184,59 @@ def test_fast_decoder_equals_strict_decoder(text, mark):
     """Same values to the digit, or the same refusal at the same byte: duplicate keys,
     nesting past MAX_DEPTH, numbers past MAX_DIGITS, NaN, lone surrogates, cut text."""
     assert decoded(exactjson.loads, text, mark) == decoded(strict_loads, text, mark)
+    if not mark:
+        each = decoded(lambda t, mark: exactjson.loads_each([t, t])[1], text, mark)
+        assert each == decoded(strict_loads, text, mark)
 
 
 def strict_loads(text: str, *, mark: bool) -> object:
     return exactjson._strict(text, mark)
+
+
+field_values = {
+    "evidenceId": st.one_of(st.text(max_size=6), st.just("e1"), st.none(), st.integers()),
+    "agentId": st.sampled_from(["L1", "L2", " ", "", "L1\u200b", None, 1]),
+    "competencyId": st.one_of(st.sampled_from([*COMPETENCIES[:3], "9.9", " 1.1", ""]), st.none()),
+    "evidenceType": st.sampled_from([*TYPES, "P9", None, 1]),
+    "rawScore": st.one_of(
+        raw_scores(),
+        st.integers(-5, 105),
+        st.decimals(allow_nan=True, allow_infinity=True),
+        st.booleans(),
+        st.sampled_from(["72", {"$number": "NaN"}]),
+    ),
+    "timestamp": st.sampled_from(
+        ["2026-10-01T09:30:00+02:00", "2026-10-01T09:30:00.250Z", "2026-10-01", "x", None, 5]
+    ),
+    "context": st.one_of(st.none(), st.text(max_size=4), st.integers()),
+    "validator": st.one_of(st.none(), st.text(max_size=4), st.just({"$unreadable": "deep"})),
+    "extra": st.one_of(st.text(max_size=3), st.just({"$unreadable": "a number of 300 digits"})),
+}
+
+
+@st.composite
+def records(draw: st.DrawFn) -> dict[str, object]:
+    """A valid record with a few fields changed to odd values or left out."""
+    fields: dict[str, object] = {
+        "evidenceId": "e1",
+        "agentId": "L1",
+        "competencyId": COMPETENCIES[0],
+        "evidenceType": TYPES[0],
+        "rawScore": draw(raw_scores()),
+        "timestamp": "2026-10-01T09:30:00+02:00",
+    }
+    for name in draw(st.lists(st.sampled_from(sorted(field_values)), max_size=3)):
+        if draw(st.booleans()):
+            fields[name] = draw(field_values[name])
+        else:
+            fields.pop(name, None)
+    return fields
+
+
+@settings(max_examples=500, deadline=None)
+@given(records())
+def test_plainly_valid_records_are_those_the_full_check_accepts(fields):
+    """The quick check accepts only what the full check accepts, and builds the same evidence."""
+    quick = evidence_module._plainly_valid("L1", fields, REFERENTIAL)
+    if quick is not None:
+        assert evidence_module._check("L1", fields, REFERENTIAL) == (quick, [])
