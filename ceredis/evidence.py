@@ -337,10 +337,10 @@ def _timestamp(value: Any) -> tuple[str | None, str | None]:
         utc = moment.astimezone(UTC)
     except OverflowError:
         return None, f"timestamp {_show(value)} is outside the years 1–9999 in UTC"
-    # As strftime("%Y-%m-%dT%H:%M:%S") writes it (glibc: the year unpadded), without its cost.
-    text = (
-        f"{utc.year}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
-    )
+    if utc.year >= 1000:  # isoformat() writes what strftime("%Y-%m-%dT%H:%M:%S.%f") would
+        text = utc.isoformat()[:-6]  # without its "+00:00"
+        return (text.rstrip("0") if utc.microsecond else text) + "Z", None
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")  # glibc: the year unpadded
     if utc.microsecond:
         text += f".{utc.microsecond:06d}".rstrip("0")
     return text + "Z", None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 
@@ -240,3 +241,25 @@ def test_plainly_valid_records_are_those_the_full_check_accepts(fields):
     quick = evidence_module._plainly_valid("L1", fields, REFERENTIAL)
     if quick is not None:
         assert evidence_module._check("L1", fields, REFERENTIAL) == (quick, [])
+
+
+def reference_timestamp(value: str) -> str:
+    """The UTC text the validator first wrote, through strftime."""
+    utc = datetime.fromisoformat(value).astimezone(UTC)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+offsets = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)), offsets)
+def test_timestamps_in_utc_as_strftime_wrote_them(moment, offset):
+    """Every instant, every offset, years below 1000 included: the same UTC text."""
+    text = moment.replace(tzinfo=offset).isoformat()
+    assert evidence_module._timestamp(text) == (reference_timestamp(text), None)
