@@ -147,7 +147,7 @@ def validate(
     for position, record in enumerate(records, start=1):
         fields = record.get("fields")
         where = record.get("where") or f"record {position}"
-        if not isinstance(fields, Mapping):
+        if type(fields) is not dict and not isinstance(fields, Mapping):
             problems.append(f"evidence at {where}: not an object")
             continue
         evidence = _plainly_valid(agent_id, fields, referential)
