@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 from decimal import Decimal
 from json.encoder import encode_basestring  # C implementation, no ASCII escaping
-from operator import itemgetter
 from typing import Any
 
 from ledger.errors import CanonicalError
@@ -72,7 +71,7 @@ def fast_canonical(value: Any) -> bytes:
     anything else, or anything refused, goes through :func:`canonical` itself."""
     try:
         text = _text(value)
-    except (_NotPlain, TypeError):  # TypeError: keys that do not sort (not all str)
+    except _NotPlain:
         return canonical(value)
     try:
         return text.encode("utf-8")
@@ -88,18 +87,7 @@ def _text(value: Any) -> str:
     """The canonical text of a plain value; strings are encoded in place, not recursed."""
     kind = type(value)
     if kind is dict:
-        return (
-            "{"
-            + ",".join(
-                [
-                    (_string(k) if type(k) is str else _key(k))
-                    + ":"
-                    + (_string(v) if type(v) is str else _text(v))
-                    for k, v in sorted(value.items(), key=_first)
-                ]
-            )
-            + "}"
-        )
+        return _object(value) if value else "{}"
     if kind is str:
         return _string(value)
     if kind is list or kind is tuple:
@@ -125,13 +113,32 @@ def _text(value: Any) -> str:
     raise _NotPlain
 
 
-def _key(key: Any) -> str:
-    """A key that is not exactly a ``str``: left to the general encoder."""
-    raise _NotPlain
+def _object(value: dict[Any, Any]) -> str:
+    """A dict's text; its keys' order and encoding are worked out once per set of keys
+    (records repeat a few shapes: evidence, competency, level decision)."""
+    shape = tuple(value)
+    members = _SHAPES.get(shape)
+    if members is None:
+        if any(type(key) is not str for key in shape):
+            raise _NotPlain
+        members = tuple((key, _string(key) + ":") for key in sorted(shape))
+        if len(_SHAPES) < _MAX_SHAPES:
+            _SHAPES[shape] = members
+    return (
+        "{"
+        + ",".join(
+            [
+                prefix + (_string(item) if type(item := value[key]) is str else _text(item))
+                for key, prefix in members
+            ]
+        )
+        + "}"
+    )
 
 
 _string = encode_basestring
-_first = itemgetter(0)  # dict keys are unique: items sort by key alone
+_SHAPES: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+_MAX_SHAPES = 1024
 
 
 def _encode(value: Any, out: list[str], path: str) -> None:
