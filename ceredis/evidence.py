@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from operator import attrgetter
@@ -42,8 +41,7 @@ _MAX_SAFE = 2**53 - 1
 _SHOWN = 80  # the longest text quoted whole in a message
 
 
-@dataclass(frozen=True)
-class RawEvidence:
+class RawEvidence(NamedTuple):
     """One evidence record exactly as a source received it, before validation.
 
     ``fields`` holds JSON-like values; numbers are ``int`` or ``decimal.Decimal``
@@ -53,7 +51,7 @@ class RawEvidence:
     """
 
     fields: Mapping[str, Any]
-    where: str = field(default="")
+    where: str = ""
 
 
 class Evidence(NamedTuple):
@@ -107,6 +105,8 @@ def _flat_safe(fields: dict[str, Any]) -> bool:
     Decimals, booleans or nulls as values (what files and LRSs deliver)."""
     for key, value in fields.items():
         kind = type(value)
+        if kind is str and type(key) is str:
+            continue
         if type(key) is not str or kind not in _PLAIN:
             return False
         if kind is Decimal and not value.is_finite():

@@ -216,7 +216,16 @@ def _round_ratio(numerator: int, denominator: int) -> int:
 
 def _decimal(cents: int) -> Decimal:
     """A non-negative number of cents as a two-decimal Decimal (``2100`` → ``21.00``)."""
-    return Decimal(f"{cents // 100}.{cents % 100:02d}")
+    value = _DECIMALS.get(cents)
+    if value is None:
+        value = Decimal(f"{cents // 100}.{cents % 100:02d}")
+        if cents <= _CACHED_CENTS:
+            _DECIMALS[cents] = value
+    return value
+
+
+_DECIMALS: dict[int, Decimal] = {}  # Decimals are immutable: each score built once
+_CACHED_CENTS = 60_000  # up to 600.00, the global scale's top
 
 
 def _status(cents: int, plan: _Plan) -> str:
