@@ -1,8 +1,9 @@
 """The scoring core (scoring.md §2–§10): one learner's evidence to a result.
 
-Pure and exact: no I/O, no binary floats. Arithmetic is rational (``Fraction``); three
-values are rounded half up to two decimals — competency, domain and global scores —
-and each rounded value is what the next stage uses. The result is the §10 object, a
+Pure and exact: no I/O, no binary floats. Arithmetic is rational, in integers over common
+denominators (raw scores in units of one power of ten, weights scaled once per
+referential); three values are rounded half up to two decimals — competency, domain and
+global scores — and each rounded value is what the next stage uses. The result is the §10 object, a
 plain dict of JSON values whose scores are two-decimal ``Decimal`` numbers.
 """
 
