@@ -229,7 +229,7 @@ def _check(
     errors = [
         f"{name} holds {why}"
         for name, v in fields.items()
-        if type(v) in _CONTAINERS and (why := unreadable(v))
+        if isinstance(v, dict | list) and (why := unreadable(v))  # only those can be
     ]
     if errors:
         return None, errors
@@ -284,9 +284,6 @@ def _check(
         Evidence(eid, agent, competency, etype, score, timestamp, **optional),  # type: ignore[arg-type]
         [],
     )
-
-
-_CONTAINERS = (dict, list)
 
 
 def id_problem(name: str, value: str) -> str | None:

@@ -1,10 +1,10 @@
 """The scoring core (scoring.md §2–§10): one learner's evidence to a result.
 
-Pure and exact: no I/O, no binary floats. Arithmetic is rational, in integers over common
-denominators (raw scores in units of one power of ten, weights scaled once per
+Pure and exact: no I/O, no binary floats. Arithmetic is rational, in integers over
+common denominators (raw scores in units of one power of ten, weights scaled once per
 referential); three values are rounded half up to two decimals — competency, domain and
-global scores — and each rounded value is what the next stage uses. The result is the §10 object, a
-plain dict of JSON values whose scores are two-decimal ``Decimal`` numbers.
+global scores — and each rounded value is what the next stage uses. The result is the
+§10 object, a plain dict of JSON values whose scores are two-decimal ``Decimal`` numbers.
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ class _Plan:
     partiel: int
 
 
-_PLANS: dict[int, tuple[Referential, _Plan]] = {}
+_PLANS: dict[int, tuple[Referential, _Plan]] = {}  # the referential kept: its id stays its own
+_MAX_PLANS = 8
 
 
 def _plan(referential: Referential) -> _Plan:
@@ -187,6 +188,8 @@ def _plan(referential: Referential) -> _Plan:
         acquis=math.ceil(referential.acquis * 100),
         partiel=math.ceil(referential.partiel * 100),
     )
+    if len(_PLANS) >= _MAX_PLANS:  # a process scores with one or two referentials
+        _PLANS.clear()
     _PLANS[id(referential)] = (referential, plan)
     return plan
 
