@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from ceredis.exactjson import unreadable
 from ceredis.referential import Referential
@@ -41,8 +41,7 @@ _MAX_SAFE = 2**53 - 1
 _SHOWN = 80  # the longest text quoted whole in a message
 
 
-@dataclass(frozen=True)
-class RawEvidence:
+class RawEvidence(NamedTuple):
     """One evidence record exactly as a source received it, before validation.
 
     ``fields`` holds JSON-like values; numbers are ``int`` or ``decimal.Decimal``
@@ -52,12 +51,14 @@ class RawEvidence:
     """
 
     fields: Mapping[str, Any]
-    where: str = field(default="")
+    where: str = ""
 
 
-@dataclass(frozen=True, order=True)
-class Evidence:
-    """A valid, normalised evidence record: competency as ``X.Y``, score exact, time UTC."""
+class Evidence(NamedTuple):
+    """A valid, normalised evidence record: competency as ``X.Y``, score exact, time UTC.
+
+    A named tuple: built for every record of every learner, it must be cheap.
+    """
 
     evidence_id: str
     agent_id: str
@@ -85,6 +86,9 @@ class Evidence:
         return out
 
 
+_PLAIN = (str, Decimal, int, type(None), bool)
+
+
 def submitted(raw: RawEvidence) -> dict[str, Any]:
     """The record as a canonical-encodable value: ``{"fields": …, "where": …}``.
 
@@ -96,6 +100,22 @@ def submitted(raw: RawEvidence) -> dict[str, Any]:
     return {"fields": _json_safe(fields), "where": str(raw.where)}
 
 
+def _flat_safe(fields: dict[str, Any]) -> bool:
+    """Whether a record is already JSON-safe: str keys; strings, safe integers, finite
+    Decimals, booleans or nulls as values (what files and LRSs deliver)."""
+    for key, value in fields.items():
+        kind = type(value)
+        if kind is str and type(key) is str:
+            continue
+        if type(key) is not str or kind not in _PLAIN:
+            return False
+        if kind is Decimal and not value.is_finite():
+            return False
+        if kind is int and not -_MAX_SAFE <= value <= _MAX_SAFE:
+            return False
+    return True
+
+
 def _json_safe(value: Any) -> Any:
     if value is None or isinstance(value, bool | str):
         return value
@@ -105,6 +125,8 @@ def _json_safe(value: Any) -> Any:
         return Decimal(repr(value)) if math.isfinite(value) else {"$number": str(Decimal(value))}
     if isinstance(value, Decimal):
         return value if value.is_finite() else {"$number": str(value)}
+    if type(value) is dict and _flat_safe(value):
+        return dict(value)
     if isinstance(value, Mapping):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -125,10 +147,13 @@ def validate(
     for position, record in enumerate(records, start=1):
         fields = record.get("fields")
         where = record.get("where") or f"record {position}"
-        if not isinstance(fields, Mapping):
+        if type(fields) is not dict and not isinstance(fields, Mapping):
             problems.append(f"evidence at {where}: not an object")
             continue
-        evidence, errors = _check(agent_id, fields, referential)
+        evidence = _plainly_valid(agent_id, fields, referential)
+        errors = []
+        if evidence is None:
+            evidence, errors = _check(agent_id, fields, referential)
         eid = fields.get("evidenceId")
         label = f"evidence {eid} ({where})" if _text(eid) else f"evidence at {where}"
         if errors:
@@ -145,13 +170,67 @@ def validate(
             )
     if problems:
         return [], sorted(problems)
-    return sorted(e for e, _ in kept.values()), []
+    return sorted((e for e, _ in kept.values()), key=_BY_ID), []
+
+
+_BY_ID = attrgetter("evidence_id")  # ids are unique once kept: the order of the whole tuple
+
+
+def _plainly_valid(
+    agent_id: str, fields: Mapping[str, Any], referential: Referential
+) -> Evidence | None:
+    """The evidence of a record of exact, valid values (the common case, checked in few
+    steps); ``None`` for any other, which :func:`_check` then judges and names."""
+    get = fields.get
+    eid, agent, competency = get("evidenceId"), get("agentId"), get("competencyId")
+    etype, value = get("evidenceType"), get("rawScore")
+    context, validator = get("context"), get("validator")
+    if not (
+        fields.keys() <= _FIELD_NAMES
+        and type(eid) is str
+        and eid.isascii()
+        and eid.isprintable()
+        and eid.strip()
+        and agent == agent_id
+        and type(agent) is str
+        and agent.isascii()
+        and agent.isprintable()
+        and agent.strip()
+        and type(competency) is str
+        and competency in referential.competencies
+        and type(etype) is str
+        and etype in referential.evidence_types
+        and (context is None or type(context) is str)
+        and (validator is None or type(validator) is str)
+    ):
+        return None
+    kind = type(value)
+    if kind is int:
+        score = Decimal(value)
+    elif kind is Decimal and value.is_finite():
+        score = value
+    else:
+        return None
+    if not 0 <= score <= 100:
+        return None
+    timestamp, _ = _timestamp(get("timestamp"))
+    if timestamp is None:
+        return None
+    score = score.normalize() if score else Decimal(0)
+    return Evidence(eid, agent, competency, etype, score, timestamp, context, validator)
+
+
+_FIELD_NAMES = frozenset(FIELDS)
 
 
 def _check(
     agent_id: str, fields: Mapping[str, Any], referential: Referential
 ) -> tuple[Evidence | None, list[str]]:
-    errors = [f"{name} holds {why}" for name, v in fields.items() if (why := unreadable(v))]
+    errors = [
+        f"{name} holds {why}"
+        for name, v in fields.items()
+        if isinstance(v, dict | list) and (why := unreadable(v))  # only those can be
+    ]
     if errors:
         return None, errors
     eid = fields.get("evidenceId")
@@ -209,6 +288,8 @@ def _check(
 
 def id_problem(name: str, value: str) -> str | None:
     """Why *value* cannot be an id (a control or invisible character), or ``None``."""
+    if value.isascii() and value.isprintable():  # printable ASCII: no Cc, Cf, Zl or Zp
+        return None
     for char in value:
         if unicodedata.category(char) in _NOT_IN_IDS:
             return f"{name} {_show(value)} holds the control character U+{ord(char):04X}"
@@ -253,7 +334,10 @@ def _timestamp(value: Any) -> tuple[str | None, str | None]:
         utc = moment.astimezone(UTC)
     except OverflowError:
         return None, f"timestamp {_show(value)} is outside the years 1–9999 in UTC"
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.year >= 1000:  # isoformat() writes what strftime("%Y-%m-%dT%H:%M:%S.%f") would
+        text = utc.isoformat()[:-6]  # without its "+00:00"
+        return (text.rstrip("0") if utc.microsecond else text) + "Z", None
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")  # glibc: the year unpadded
     if utc.microsecond:
         text += f".{utc.microsecond:06d}".rstrip("0")
     return text + "Z", None

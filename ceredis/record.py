@@ -18,7 +18,7 @@ from typing import Any
 from ceredis.outcome import Status
 from ceredis.referential import Referential
 from ceredis.scoring import evaluate_submitted
-from ledger.canonical import Fragment, canonical
+from ledger.canonical import Fragment, fast_canonical
 
 __all__ = ["EncodedRecord", "encode_record", "learner_record", "replay_record", "score_learner"]
 
@@ -83,14 +83,14 @@ def encode_record(
 ) -> EncodedRecord:
     """Encode one learner's record for the ledger and the result store."""
     ok = result["status"] == Status.OK
-    domains = Fragment(canonical(result["domainScores"])) if ok else None
-    competencies = Fragment(canonical(result["competencies"])) if ok else None
+    domains = Fragment(fast_canonical(result["domainScores"])) if ok else None
+    competencies = Fragment(fast_canonical(result["competencies"])) if ok else None
     encoded = Fragment(
-        canonical({**result, "domainScores": domains, "competencies": competencies})
+        fast_canonical({**result, "domainScores": domains, "competencies": competencies})
         if ok
-        else canonical(result)
+        else fast_canonical(result)
     )
-    record = canonical({**learner_record(agent_id, result, inputs), "result": encoded})
+    record = fast_canonical({**learner_record(agent_id, result, inputs), "result": encoded})
     return EncodedRecord(
         record=record,
         result=encoded.decode(),

@@ -1,15 +1,18 @@
 """The scoring core (scoring.md §2–§10): one learner's evidence to a result.
 
-Pure and exact: no I/O, no binary floats. Arithmetic is rational (``Fraction``); three
-values are rounded half up to two decimals — competency, domain and global scores —
-and each rounded value is what the next stage uses. The result is the §10 object, a
-plain dict of JSON values whose scores are two-decimal ``Decimal`` numbers.
+Pure and exact: no I/O, no binary floats. Arithmetic is rational, in integers over
+common denominators (raw scores in units of one power of ten, weights scaled once per
+referential); three values are rounded half up to two decimals — competency, domain and
+global scores — and each rounded value is what the next stage uses. The result is the
+§10 object, a plain dict of JSON values whose scores are two-decimal ``Decimal`` numbers.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -84,53 +87,50 @@ def error_result(
 
 def score(evidence: Sequence[Evidence], referential: Referential) -> dict[str, Any]:
     """The scores, statuses and level of valid evidence (without the identity fields)."""
-    by_type: dict[str, dict[str, list[Fraction]]] = defaultdict(lambda: defaultdict(list))
-    for e in evidence:
-        by_type[e.competency_id][e.evidence_type].append(Fraction(e.raw_score))
+    plan = _plan(referential)
+    ratios = [e.raw_score.as_integer_ratio() for e in evidence]
+    common = math.lcm(*(d for _, d in ratios)) if ratios else 1
+    by_type: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    for e, (n, d) in zip(evidence, ratios, strict=True):
+        sums = by_type[e.competency_id][e.evidence_type]
+        sums[0] += n * (common // d)  # the raw score in units of 1/common
+        sums[1] += 1
     present = sorted({e.evidence_type for e in evidence})
 
     competencies: dict[str, dict[str, Any]] = {}
-    scores: dict[str, Decimal] = {}
+    cents: dict[str, int] = {}
     counted: set[str] = set()
     for cid, competency in referential.competencies.items():
         types = by_type.get(cid, {})
-        exact = sum(
-            (
-                referential.evidence_types[t].weight / 100 * (sum(raw) / len(raw))
-                for t, raw in types.items()
-            ),
-            Fraction(0),
-        )
-        scores[cid] = round_half_up(exact)
+        cents[cid] = _competency_cents(types, common, plan.type_weights)
         missing = [t for t in competency.required if t not in types]
         if missing:
             status = INCOMPLET
             reasons = [f"missing required evidence type {t}" for t in missing]
         else:
-            status = _status(scores[cid], referential)
+            status = _status(cents[cid], plan)
             reasons = []
             if types:
                 counted.add(cid)
         competencies[cid] = {
-            "score": scores[cid],
+            "score": _decimal(cents[cid]),
             "status": status,
-            "evidenceCount": sum(len(raw) for raw in types.values()),
+            "evidenceCount": sum(count for _, count in types.values()),
             "evidenceTypes": sorted(types),
             "reasons": reasons,
         }
 
-    domains: dict[str, Decimal] = {}
-    for domain in referential.domains:
-        members = [referential.competencies[c] for c in domain.competencies]
-        total = sum(
-            (c.weight * Fraction(scores[c.id]) for c in members if c.id in counted), Fraction(0)
+    domain_cents = {
+        domain_id: _round_ratio(
+            sum(weight * cents[c] for c, weight in members if c in counted), total
         )
-        domains[domain.id] = round_half_up(total / sum(c.weight for c in members))
-
-    weighted = sum(
-        (d.weight / 100 * Fraction(domains[d.id]) for d in referential.domains), Fraction(0)
+        for domain_id, members, total in plan.domains
+    }
+    global_cents = _round_ratio(
+        sum(weight * domain_cents[d] for d, weight in plan.global_weights), plan.global_total
     )
-    global_score = round_half_up(referential.global_scale / 100 * weighted)
+    domains = {d: _decimal(c) for d, c in domain_cents.items()}
+    global_score = _decimal(global_cents)
 
     band, granted, decision = _level(global_score, domains, present, referential)
     return {
@@ -145,10 +145,97 @@ def score(evidence: Sequence[Evidence], referential: Referential) -> dict[str, A
     }
 
 
-def _status(value: Decimal, referential: Referential) -> str:
-    if value >= referential.acquis:
+@dataclass(frozen=True)
+class _Plan:
+    """A referential's weights as integers over common denominators, computed once.
+
+    Each stage is a weighted sum of integers (raw scores in units of a common power of
+    ten, then cents) divided by an integer: exact, and rounded half up by integer
+    division, as scoring.md §2 requires, without building a rational per evidence.
+    """
+
+    type_weights: Mapping[str, tuple[int, int]]  # w_t as (numerator, denominator)
+    domains: tuple[tuple[str, tuple[tuple[str, int], ...], int], ...]  # id, (cid, v_c), Σ v_c
+    global_weights: tuple[tuple[str, int], ...]  # (domain, 6 × W_D / 10⁴ scaled to ints)
+    global_total: int
+    acquis: int  # the least competency score in cents that is acquis
+    partiel: int
+
+
+_PLANS: dict[int, tuple[Referential, _Plan]] = {}  # the referential kept: its id stays its own
+_MAX_PLANS = 8
+
+
+def _plan(referential: Referential) -> _Plan:
+    cached = _PLANS.get(id(referential))
+    if cached is not None and cached[0] is referential:
+        return cached[1]
+    domains = []
+    for domain in referential.domains:
+        weights = [referential.competencies[c].weight for c in domain.competencies]
+        scaled, total = _integers(weights)
+        domains.append((domain.id, tuple(zip(domain.competencies, scaled, strict=True)), total))
+    factors = [referential.global_scale * d.weight / 10_000 for d in referential.domains]
+    scaled, denominator = _integers(factors, sum_as_total=False)
+    plan = _Plan(
+        type_weights={
+            t: (kind.weight.numerator, kind.weight.denominator)
+            for t, kind in referential.evidence_types.items()
+        },
+        domains=tuple(domains),
+        global_weights=tuple(zip((d.id for d in referential.domains), scaled, strict=True)),
+        global_total=denominator,
+        acquis=math.ceil(referential.acquis * 100),
+        partiel=math.ceil(referential.partiel * 100),
+    )
+    if len(_PLANS) >= _MAX_PLANS:  # a process scores with one or two referentials
+        _PLANS.clear()
+    _PLANS[id(referential)] = (referential, plan)
+    return plan
+
+
+def _integers(weights: Sequence[Fraction], *, sum_as_total: bool = True) -> tuple[list[int], int]:
+    """*weights* as integers over one denominator; with that denominator (or their sum)."""
+    denominator = math.lcm(*(w.denominator for w in weights)) if weights else 1
+    scaled = [int(w * denominator) for w in weights]
+    return scaled, (sum(scaled) if sum_as_total else denominator)
+
+
+def _competency_cents(
+    types: Mapping[str, list[int]], common: int, weights: Mapping[str, tuple[int, int]]
+) -> int:
+    """Σ_t w_t × mean(c, t) in cents, rounded half up; sums are in units of 1/common."""
+    if not types:
+        return 0
+    parts = [(weights[t][0] * total, weights[t][1] * count) for t, (total, count) in types.items()]
+    denominator = math.lcm(*(d for _, d in parts))
+    numerator = sum(n * (denominator // d) for n, d in parts)
+    return _round_ratio(numerator, denominator * common)
+
+
+def _round_ratio(numerator: int, denominator: int) -> int:
+    """numerator / denominator (both ≥ 0, denominator > 0) rounded half up to an integer."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def _decimal(cents: int) -> Decimal:
+    """A non-negative number of cents as a two-decimal Decimal (``2100`` → ``21.00``)."""
+    value = _DECIMALS.get(cents)
+    if value is None:
+        value = Decimal(f"{cents // 100}.{cents % 100:02d}")
+        if cents <= _CACHED_CENTS:
+            _DECIMALS[cents] = value
+    return value
+
+
+_DECIMALS: dict[int, Decimal] = {}  # Decimals are immutable: each score built once
+_CACHED_CENTS = 60_000  # up to 600.00, the global scale's top
+
+
+def _status(cents: int, plan: _Plan) -> str:
+    if cents >= plan.acquis:
         return ACQUIS
-    if value >= referential.partiel:
+    if cents >= plan.partiel:
         return PARTIEL
     return NON_ACQUIS
 

@@ -24,7 +24,7 @@ from typing import Any
 from ceredis.config import cache_dir
 from ceredis.errors import EvidenceFileError, NotInSource, SourceError
 from ceredis.evidence import FIELDS, OPTIONAL, RawEvidence, id_problem, submitted
-from ceredis.exactjson import JSONError, loads, utf8_text
+from ceredis.exactjson import JSONError, loads, loads_each, utf8_text
 from ceredis.exactjson import number as number_of
 from ceredis.private import private_dir
 from ledger.canonical import canonical
@@ -302,7 +302,11 @@ class FileSource:
             )
         except sqlite3.Error as exc:
             raise SourceError(f"{self.name}: cannot read the evidence index ({exc})") from None
-        return [RawEvidence(loads(text), f"line {line}") for line, text in rows]
+        values = loads_each(text for _, text in rows)
+        return [
+            RawEvidence(value, f"line {line}")
+            for (line, _), value in zip(rows, values, strict=True)
+        ]
 
     def agents(self) -> Iterator[str]:
         """Every learner with at least one record, sorted."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import decimal
 from collections.abc import Mapping
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from ceredis.evidence import RawEvidence
@@ -54,10 +55,9 @@ _EXACT = decimal.Context(prec=60, traps=[decimal.InvalidOperation, decimal.Divis
 
 def actor_id(actor: Any, home_page: str) -> str | None:
     """Our ``agentId`` for an xAPI Agent: its account name (on *home_page*) or its mbox."""
-    if not isinstance(actor, Mapping):
-        return None
-    account = actor.get("account")
-    if isinstance(account, Mapping) and account.get("homePage") == home_page:
+    actor = _mapping(actor)
+    account = _mapping(actor.get("account"))
+    if account.get("homePage") == home_page:
         name = account.get("name")
         return name if isinstance(name, str) and name else None
     mbox = actor.get("mbox")
@@ -83,7 +83,7 @@ def statement_to_evidence(
     values of the wrong kind are passed on as found (the core names them). ``where``
     is ``"statement <id>"``.
     """
-    if not isinstance(statement, Mapping):
+    if type(statement) is not dict and not isinstance(statement, Mapping):
         return RawEvidence({}, f"statement #{position} (not a JSON object)")
     sid = statement.get("id")
     where = f"statement {sid}" if isinstance(sid, str) and sid else f"statement #{position}"
@@ -172,7 +172,10 @@ def _decimal(text: Any) -> Decimal | None:
 
 
 def _is_number(value: Any) -> bool:
-    return (
+    kind = type(value)
+    if kind is Decimal:
+        return value.is_finite()
+    return kind is int or (
         isinstance(value, int | Decimal)
         and not isinstance(value, bool)
         and Decimal(value).is_finite()
@@ -180,7 +183,10 @@ def _is_number(value: Any) -> bool:
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if type(value) is dict or isinstance(value, Mapping) else _EMPTY
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def _put(fields: dict[str, Any], name: str, value: Any) -> None:

@@ -1,0 +1,83 @@
+"""CPU per learner of each stage of the worker's exact path, on a sample cohort.
+
+    python benchmarks/worker_path.py [--learners N] [--seed S] [--dir DIR]
+
+The stages a pool worker runs for one learner of an evidence file, measured one by one
+(process CPU time, best of 5 rounds over the same learners): fetch (the index rows,
+decoded exactly), the JSON-safe ``submitted`` form, validation and scoring with the
+normalised inputs (``score_learner``), and the canonical ledger record with its SHA-256
+(``encode_record``). No database and no pool: the figures are the scoring path's own
+cost, to compare before and after a change of it in one run (issue 12: the lean path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._bench import cohort
+from ceredis import __version__
+from ceredis.evidence import submitted
+from ceredis.record import encode_record, score_learner
+from ceredis.referential import bundled_referential
+from ceredis.sources.files import FileSource
+
+ROUNDS = 5
+
+
+def best_cpu_ms(work: Callable[[], object], per: int) -> float:
+    """The least process CPU time of ROUNDS runs of *work*, in ms per item of *per*."""
+    times = []
+    for _ in range(ROUNDS):
+        start = time.process_time()
+        work()
+        times.append(time.process_time() - start)
+    return min(times) * 1000 / per
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--learners", type=int, default=200, help="learners measured (200)")
+    parser.add_argument("--seed", type=int, default=1, help="sample seed (1)")
+    parser.add_argument("--dir", type=Path, help="cohort directory (default: a temporary one)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = args.dir or Path(scratch)
+        evidence, roster = cohort(directory, 2000, 75, args.seed)
+        ids = roster.read_text(encoding="utf-8").split()[: args.learners]
+        source = FileSource(evidence)
+        referential = bundled_referential()
+        raws = {a: source.fetch(a) for a in ids}
+        forms = {a: [submitted(r) for r in raws[a]] for a in ids}
+        scored = {
+            a: score_learner(a, forms[a], referential, engine_version=__version__) for a in ids
+        }
+        stages = {
+            "fetch (index rows, exact decode)": lambda: [source.fetch(a) for a in ids],
+            "submitted (JSON-safe form)": lambda: [[submitted(r) for r in raws[a]] for a in ids],
+            "score_learner (validate, score, inputs)": lambda: [
+                score_learner(a, forms[a], referential, engine_version=__version__) for a in ids
+            ],
+            "encode_record (canonical record, SHA-256)": lambda: [
+                encode_record(a, *scored[a]) for a in ids
+            ],
+        }
+        records = sum(len(r) for r in raws.values())
+        print(f"{len(ids)} learners, {records / len(ids):.0f} evidence each; CPU ms/learner:")
+        total = 0.0
+        for name, work in stages.items():
+            ms = best_cpu_ms(work, len(ids))
+            total += ms
+            print(f"  {name:44s} {ms:6.3f}")
+        print(f"  {'worker path, total':44s} {total:6.3f}")
+        source.close()
+
+
+if __name__ == "__main__":
+    main()
