@@ -235,15 +235,18 @@ def ceredis_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
 
 
 def _children() -> list[int]:
-    me, found = os.getpid(), []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_bytes()
-            except OSError:
-                continue
-            if int(stat.rsplit(b")", 1)[1].split()[1]) == me:
-                found.append(int(entry))
+    """The pool's workers: this process's forked children, which share its command line
+    (not the session's Ralph server, another child of this process)."""
+    me = os.getpid()
+    mine, found = Path(f"/proc/{me}/cmdline").read_bytes(), []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(b")", 1)[1].split()[1]) == me and cmdline == mine:
+            found.append(int(entry))
     return found
 
 
