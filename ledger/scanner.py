@@ -35,7 +35,6 @@ from ledger.line import (
     FORMAT_ID,
     GENESIS,
     HEADER,
-    LINE_PATTERN,
     MAX_LINE,
     RECORD,
     Line,
@@ -51,6 +50,10 @@ _sha256 = hashlib.sha256
 
 _MAX_GAPS = 1000  # gaps kept open to tell a moved line from a deleted one
 _BLOCK = 1 << 20  # bytes read at once by scan_file
+# A record line's envelope around its body, as Scanner._run compares it.
+_HASH, _KIND_PREV, _SEQ = b',"hash":"', b'","kind":"record","prev":"', b'","seq":'
+_TAIL_SIZE = len(_HASH) + 64 + len(_KIND_PREV) + 64 + len(_SEQ)
+_LAST_SEQ = 10**15 - 1  # seq has at most 15 digits (ledger.line)
 
 
 def scan(path: str | PathLike[str], scanner: Scanner) -> Iterator[tuple[int, Line | None]]:
@@ -197,25 +200,28 @@ class Scanner:
         # Record lines from lines[at] while each parses, chains, has the next seq, hashes,
         # is canonical by the fast check and is short of the anchor; stops before the first
         # that does not (left to feed) and returns (its index, line_no, offset).
-        sha256, match_line, leaf, record = _sha256, LINE_PATTERN.fullmatch, LEAF_PREFIX, b"record"
+        # Such a line is known but for its body: its tail must be exactly the bytes it
+        # would have (the body's hash, this kind, the previous line's hash, the next seq),
+        # so it is compared whole instead of matched by LINE_PATTERN (which it would match).
+        sha256, join, leaf = _sha256, b"".join, LEAF_PREFIX
         append, fast_canonical = self.tree.append, is_fast_canonical
         prev, seq, count = self.prev.encode(), self.max_seq, self.count
         stop = self.expected[0] - 1 if self.expected is not None else -1
         for at in range(at, len(lines)):  # noqa: B020 - resumes where the caller stopped
             text = lines[at]
-            match = match_line(text)
-            if (
-                match is None
-                or count == stop
-                or match[3] != record
-                or match[4] != prev
-                or int(match[5]) != seq + 1
-                or len(text) >= MAX_LINE
-            ):
-                break
-            body = match[1]
+            ending = b"%d}" % (seq + 1)
+            cut = len(text) - _TAIL_SIZE - len(ending)
+            body = text[8:cut]
             digest = sha256(body).digest()
-            if hexlify(digest) != match[2] or not fast_canonical(body, plain):
+            if (
+                count == stop
+                or seq >= _LAST_SEQ
+                or len(text) >= MAX_LINE
+                or not text.startswith(b'{"body":{')
+                or text[cut - 1 : cut] != b"}"
+                or text[cut:] != join((_HASH, hexlify(digest), _KIND_PREV, prev, _SEQ, ending))
+                or not fast_canonical(body, plain)
+            ):
                 break
             prev, seq, count = hexlify(sha256(text).digest()), seq + 1, count + 1
             append(sha256(leaf + digest).digest())
