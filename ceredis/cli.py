@@ -623,6 +623,8 @@ def _retry_failed_plan(args: argparse.Namespace) -> BatchPlan:
         new_ledger=args.ledger,
         report=args.report,
         chunksize=args.chunksize,
+        executor=args.executor,
+        scheduler=args.scheduler,
     )
 
 

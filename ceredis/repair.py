@@ -33,6 +33,8 @@ def plan_retry_failed(
     new_ledger: Path | None = None,
     report: Path | None = None,
     chunksize: int | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
 ) -> BatchPlan:
     """A new run scoring the ERROR learners of the finished run in *ledger* again."""
     ledger = Path(ledger)
@@ -52,6 +54,8 @@ def plan_retry_failed(
         ledger=new_ledger,
         report=report,
         chunksize=chunksize,
+        executor=executor,
+        scheduler=scheduler,
         referential=parse_referential(header["referential"], f"{ledger} header"),
     )
     return replace(plan, repairs={"runId": header["runId"], "ledgerSha256": file_sha256(ledger)})

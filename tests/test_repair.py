@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from ceredis.cli import main
+from ceredis.repair import plan_retry_failed
 from ceredis.sources.files import file_sha256
 from ledger.verify import verify_ledger
 from tests.builders import every_competency, record
@@ -55,6 +56,10 @@ def test_retry_failed_rescores_exactly_the_error_learners(tmp_path, referential,
         "L4": header["runId"],
     }
     assert "repairs" not in original  # an ordinary run's header is unchanged
+    planned = plan_retry_failed(
+        ledger, source=str(fixed), executor="dask", scheduler="tcp://127.0.0.1:8786"
+    )  # the executor flags reach the repair run, as they reach a resume
+    assert (planned.executor, planned.scheduler) == ("dask", "tcp://127.0.0.1:8786")
 
 
 def test_retry_failed_refuses_an_unfinished_run_or_one_without_errors(tmp_path, capsys):
