@@ -35,7 +35,7 @@ def plan_view(plan: BatchPlan, total: int | None) -> RenderableType:
     limit = (
         "not limited (a local file)"
         if plan.source.kind == "file"
-        else f"{show_number(rate.rate)} requests/s, burst {rate.burst}, all workers together"
+        else f"{rate.rate:g} requests/s, burst {rate.burst}, all workers together"
     )
     rows = [
         ("learners", f"{learners} ({_selection(plan.selection.to_json())})"),
@@ -44,6 +44,7 @@ def plan_view(plan: BatchPlan, total: int | None) -> RenderableType:
         ("ledger", str(plan.ledger)),
         ("report", str(plan.report)),
         ("workers", plural(plan.workers, "worker")),
+        ("in flight", _in_flight(plan)),
         ("rate", limit),
         ("referential", f"{plan.referential.id} ({plan.referential.hash[:12]}…)"),
     ]
@@ -51,6 +52,14 @@ def plan_view(plan: BatchPlan, total: int | None) -> RenderableType:
     lines = [Text("Dry run: nothing scored, nothing written. The batch would score:")]
     lines += [Text(f"  {name:<{width}}  {value}") for name, value in rows]
     return Group(*lines)
+
+
+def _in_flight(plan: BatchPlan) -> str:
+    """The dry run's line on requests in flight (``--in-flight``): remote sources only."""
+    if plan.source.kind == "file":
+        return "not bounded (a local file, read inline)"
+    bound = plan.source.settings.in_flight
+    return f"at most {plural(bound, 'request')} to the source at once, all workers together"
 
 
 def _selection(selection: Mapping[str, Any]) -> str:

@@ -138,3 +138,20 @@ def test_in_flight_comes_from_the_flag_the_environment_or_the_config_file(tmp_pa
     assert load_settings({"in_flight": 2}, {**env, "CEREDIS_IN_FLIGHT": "8"}).in_flight == 2
     with pytest.raises(ConfigError, match=r"--in-flight=0 is out of range \[1, 1024\]"):
         load_settings({"in_flight": 0}, env)
+
+
+def test_a_dry_run_shows_the_bound_on_requests_in_flight(tmp_path, monkeypatch, capsys, uuids, key):
+    """`batch --dry-run` against a remote source names the --in-flight bound; for a file it
+    says there is none."""
+    from ceredis.cli import main
+
+    files, records = cohort(tmp_path, 3, seed=11)
+    database = f"sqlite:///{tmp_path / 'dry.sqlite'}"
+    plan = ["batch", "--dry-run", "--file", str(files.roster), "--database", database]
+    with serve(records, uuids, key, tmp_path, monkeypatch) as cass:
+        assert main([*plan, "--source", cass.source_uri, "--in-flight", "3"]) == 0
+    remote = " ".join(capsys.readouterr().out.split())
+    assert main([*plan, "--source", str(files.evidence)]) == 0
+    local = " ".join(capsys.readouterr().out.split())
+    assert "in flight at most 3 requests to the source at once, all workers together" in remote
+    assert "in flight not bounded (a local file, read inline)" in local
