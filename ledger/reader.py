@@ -73,16 +73,20 @@ def _tail(stream: BinaryIO) -> tuple[bytes, int]:
     # The end of the file back to the newline before its last line: (bytes, where the last
     # line starts in them), or -1 for a last line longer than MAX_LINE.
     position = stream.seek(0, os.SEEK_END)
-    tail = b""
-    while position > 0 and len(tail) <= MAX_LINE + 1:
+    blocks: list[bytes] = []  # read backwards, joined once: no copy per block
+    size = 0
+    while position > 0 and size <= MAX_LINE + 1:
         step = min(position, 1 << 16)
         position -= step
         stream.seek(position)
-        tail = stream.read(step) + tail
-        newline = tail.rfind(b"\n", 0, len(tail) - 1)
+        block = stream.read(step)
+        # the file's final byte (its newline, if whole) does not start the last line
+        newline = block.rfind(b"\n", 0, len(block) - 1 if not blocks else len(block))
+        blocks.append(block)
+        size += step
         if newline >= 0:
-            return tail, newline + 1
-    return tail, 0 if position == 0 else -1
+            return b"".join(reversed(blocks)), newline + 1
+    return b"".join(reversed(blocks)), 0 if position == 0 else -1
 
 
 def salvage_records(path: str | PathLike[str]) -> Iterator[Record]:
