@@ -19,7 +19,16 @@ from typing import Any, NamedTuple
 from ceredis.exactjson import unreadable
 from ceredis.referential import Referential
 
-__all__ = ["FIELDS", "OPTIONAL", "Evidence", "RawEvidence", "id_problem", "submitted", "validate"]
+__all__ = [
+    "FIELDS",
+    "OPTIONAL",
+    "Evidence",
+    "RawEvidence",
+    "id_problem",
+    "plain_evidence",
+    "submitted",
+    "validate",
+]
 
 #: The fields of an evidence record, in the order messages list them.
 FIELDS = (
@@ -176,6 +185,26 @@ def validate(
 _BY_ID = attrgetter("evidence_id")  # ids are unique once kept: the order of the whole tuple
 
 
+def plain_evidence(
+    agent_id: str, records: Iterable[RawEvidence], referential: Referential
+) -> list[Evidence] | None:
+    """What :func:`validate` returns for records as delivered when every one is plainly
+    valid (the common case, in one pass, without the :func:`submitted` copies); ``None``
+    for anything else, which ``submitted`` → ``validate`` then judges and names."""
+    kept: dict[str, Evidence] = {}
+    for record in records:
+        fields = record.fields
+        if type(fields) is not dict:
+            return None
+        evidence = _plainly_valid(agent_id, fields, referential)
+        if evidence is None:
+            return None
+        previous = kept.setdefault(evidence.evidence_id, evidence)
+        if previous is not evidence and previous != evidence:
+            return None
+    return sorted(kept.values(), key=_BY_ID) if kept else None
+
+
 def _plainly_valid(
     agent_id: str, fields: Mapping[str, Any], referential: Referential
 ) -> Evidence | None:
@@ -213,7 +242,7 @@ def _plainly_valid(
         return None
     if not 0 <= score <= 100:
         return None
-    timestamp, _ = _timestamp(get("timestamp"))
+    timestamp = _utc_text(get("timestamp"))
     if timestamp is None:
         return None
     score = score.normalize() if score else Decimal(0)
@@ -341,6 +370,38 @@ def _timestamp(value: Any) -> tuple[str | None, str | None]:
     if utc.microsecond:
         text += f".{utc.microsecond:06d}".rstrip("0")
     return text + "Z", None
+
+
+def _utc_text(value: Any) -> str | None:
+    """:func:`_timestamp`'s text (or ``None``), in few steps for the common form
+    ``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or a whole-hour offset: only the date and hour
+    move, so each (date, hour, offset) is converted once and kept."""
+    if (
+        type(value) is str
+        and value[10:11] == "T"
+        and value[13:14] == ":" == value[16:17]
+        and value.isascii()
+        and ((offset := value[19:]) == "Z" or (offset[3:] == ":00" and offset[:1] in ("+", "-")))
+        and (minute := value[14:16]).isdigit()
+        and (second := value[17:19]).isdigit()
+        and minute < "60"
+        and second < "60"
+    ):
+        key = value[:13] + offset
+        hour = _HOURS.get(key)
+        if hour is None:
+            text, _ = _timestamp(value[:13] + ":00:00" + offset)
+            if text is None:
+                return None
+            hour = text[: -len(":00:00Z")]
+            if len(_HOURS) < _MAX_HOURS:
+                _HOURS[key] = hour
+        return hour + value[13:19] + "Z"
+    return _timestamp(value)[0]
+
+
+_HOURS: dict[str, str] = {}  # (date, hour, offset) → the UTC date and hour
+_MAX_HOURS = 200_000
 
 
 def _difference(a: Evidence, b: Evidence) -> str:

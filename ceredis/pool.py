@@ -40,11 +40,10 @@ from typing import Any, NamedTuple, TypeVar
 
 from ceredis import __version__
 from ceredis.errors import CeredisError, OutageError, SourceUnavailable, StoreUnavailable
-from ceredis.evidence import submitted
 from ceredis.outage import Patience
 from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan
-from ceredis.record import EncodedRecord, encode_record, score_learner
+from ceredis.record import EncodedRecord, encode_record, score_delivered
 from ceredis.referential import Referential
 from ceredis.scoring import error_result
 from ceredis.sources import SourceSpec
@@ -204,8 +203,10 @@ class _Worker:
         if self.source is None:
             return error_result(task.agent_id, referential, self.source_error), None
         try:
-            raw = fetching.result() if fetching is not None else self.source.fetch(task.agent_id)
-            records = [submitted(r) for r in raw]
+            if fetching is not None:
+                records = fetching.result()
+            else:
+                records = self.source.fetch(task.agent_id)
         except SourceUnavailable:
             raise  # an outage, not this learner's evidence: waited out by run()
         except CeredisError as exc:
@@ -214,7 +215,7 @@ class _Worker:
             message = f"internal error in the evidence source: {type(exc).__name__}: {exc}"
             return error_result(task.agent_id, referential, message), None
         try:
-            return score_learner(task.agent_id, records, referential, engine_version=__version__)
+            return score_delivered(task.agent_id, records, referential, engine_version=__version__)
         except Exception as exc:  # a bug for one learner must not stop the batch: record it
             message = f"internal error while scoring: {type(exc).__name__}: {exc}"
             return error_result(task.agent_id, referential, message), None

@@ -13,14 +13,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _string  # canonical's own string form
 from typing import Any
 
+from ceredis.evidence import Evidence, RawEvidence, plain_evidence, submitted
 from ceredis.outcome import Status
 from ceredis.referential import Referential
-from ceredis.scoring import evaluate_submitted
+from ceredis.scoring import evaluate_evidence, evaluate_submitted
 from ledger.canonical import Fragment, fast_canonical
 
-__all__ = ["EncodedRecord", "encode_record", "learner_record", "replay_record", "score_learner"]
+__all__ = [
+    "EncodedRecord",
+    "encode_record",
+    "evidence_inputs",
+    "learner_record",
+    "replay_record",
+    "score_delivered",
+    "score_learner",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,46 @@ def score_learner(
     if evidence is None:
         return result, {"submitted": list(records)}
     return result, {"evidence": [e.to_json() for e in evidence]}
+
+
+def score_delivered(
+    agent_id: str,
+    records: Sequence[RawEvidence],
+    referential: Referential,
+    *,
+    engine_version: str,
+) -> tuple[dict[str, Any], Any]:
+    """:func:`score_learner` of records as a source delivered them: plainly valid ones in
+    one pass, with their inputs encoded directly; any other through ``submitted``."""
+    evidence = plain_evidence(agent_id, records, referential)
+    if evidence is None:
+        forms = [submitted(r) for r in records]
+        return score_learner(agent_id, forms, referential, engine_version=engine_version)
+    result = evaluate_evidence(agent_id, evidence, referential, engine_version=engine_version)
+    return result, evidence_inputs(evidence)
+
+
+def evidence_inputs(evidence: Sequence[Evidence]) -> Any:
+    """The canonical bytes of ``{"evidence": [e.to_json() for e in evidence]}`` as a
+    :class:`Fragment`, written straight from the tuples (every record repeats one shape);
+    the dict itself when a string cannot be encoded, for the general encoder to refuse."""
+    text = '{"evidence":[' + ",".join(map(_evidence_text, evidence)) + "]}"
+    try:
+        return Fragment(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return {"evidence": [e.to_json() for e in evidence]}
+
+
+def _evidence_text(e: Evidence) -> str:
+    """One evidence record's canonical text: its keys in code-point order."""
+    context = "" if e.context is None else f'"context":{_string(e.context)},'
+    validator = "" if e.validator is None else f',"validator":{_string(e.validator)}'
+    return (
+        f'{{"agentId":{_string(e.agent_id)},"competencyId":{_string(e.competency_id)},'
+        f'{context}"evidenceId":{_string(e.evidence_id)},'
+        f'"evidenceType":{_string(e.evidence_type)},"rawScore":{e.raw_score:f},'
+        f'"timestamp":{_string(e.timestamp)}{validator}}}'
+    )
 
 
 def learner_record(

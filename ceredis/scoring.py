@@ -22,7 +22,14 @@ from ceredis.evidence import Evidence, RawEvidence, submitted, validate
 from ceredis.outcome import Status
 from ceredis.referential import LevelRule, Referential, show_number
 
-__all__ = ["error_result", "evaluate", "evaluate_submitted", "round_half_up", "score"]
+__all__ = [
+    "error_result",
+    "evaluate",
+    "evaluate_evidence",
+    "evaluate_submitted",
+    "round_half_up",
+    "score",
+]
 
 ACQUIS, PARTIEL, NON_ACQUIS, INCOMPLET = "acquis", "partiel", "non acquis", "incomplet"
 _CENT = Decimal("0.01")
@@ -72,6 +79,13 @@ def evaluate_submitted(
         )
         return error_result(agent_id, referential, message, engine_version=engine_version), None
     return {**stamp, **score(evidence, referential)}, evidence
+
+
+def evaluate_evidence(
+    agent_id: str, evidence: Sequence[Evidence], referential: Referential, *, engine_version: str
+) -> dict[str, Any]:
+    """The ``OK`` result of valid, normalised evidence (at least one record)."""
+    return {**_stamp(agent_id, referential, engine_version), **score(evidence, referential)}
 
 
 def error_result(

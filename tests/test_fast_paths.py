@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -263,3 +264,101 @@ def test_timestamps_in_utc_as_strftime_wrote_them(moment, offset):
     """Every instant, every offset, years below 1000 included: the same UTC text."""
     text = moment.replace(tzinfo=offset).isoformat()
     assert evidence_module._timestamp(text) == (reference_timestamp(text), None)
+
+
+def _quick_and_full_timestamps(text: str) -> None:
+    assert evidence_module._utc_text(text) == evidence_module._timestamp(text)[0]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.sampled_from([*range(-23, 24), None]),
+    st.integers(0, 59),
+)
+def test_whole_hour_offsets_take_the_cached_hour(moment, hours, minute):
+    """The shortcut for ``…T HH:MM:SS`` with ``Z`` or a whole-hour offset writes what the
+    full conversion writes (dates and hours crossing, years below 1000 included)."""
+    text = moment.replace(microsecond=0, minute=minute).isoformat()
+    text += "Z" if hours is None else f"{'+' if hours >= 0 else '-'}{abs(hours):02d}:00"
+    _quick_and_full_timestamps(text)
+    _quick_and_full_timestamps(text)  # the second time from the cache
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789-+:TZ. x٣", min_size=18, max_size=27))
+def test_the_timestamp_shortcut_never_accepts_what_the_full_check_refuses(text):
+    """Odd texts near the common form (leap seconds, hour 24, other digits, spaces…)."""
+    _quick_and_full_timestamps(text)
+
+
+def test_the_timestamp_shortcut_on_texts_at_its_edges():
+    for text in (
+        "2026-10-20T10:48:60+02:00",
+        "2026-10-20T10:60:00+02:00",
+        "2026-10-20T24:00:00+02:00",
+        "2026-10-20T10:48:00+24:00",
+        "2026-10-20T10:48:00+02:30",
+        "2026-10-20T10:48:00+0200",
+        "2026-10-20 10:48:00+02:00",
+        "0001-01-01T00:30:00+02:00",
+        "9999-12-31T23:59:59-05:00",
+        "2026-02-29T10:00:00Z",
+        "2026-10-20T10:4\uff18:00+02:00",
+    ):
+        _quick_and_full_timestamps(text)
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)
+
+
+@st.composite
+def any_evidence(draw: st.DrawFn) -> Evidence:
+    """Evidence with any text in its fields (controls, quotes, non-ASCII) and any score."""
+    return Evidence(
+        draw(texts),
+        draw(texts),
+        draw(st.sampled_from(COMPETENCIES)),
+        draw(st.sampled_from(TYPES)),
+        draw(raw_scores()).normalize(),
+        draw(st.sampled_from(["2026-10-01T07:30:00Z", "0999-01-01T00:00:00.5Z"])),
+        draw(st.one_of(st.none(), texts)),
+        draw(st.one_of(st.none(), texts)),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(any_evidence(), max_size=5))
+def test_evidence_inputs_written_straight_are_the_canonical_ones(evidence):
+    from ceredis.record import evidence_inputs
+
+    expected = fast_canonical({"evidence": [e.to_json() for e in evidence]})
+    assert canonical({"inputs": evidence_inputs(evidence)}) == b'{"inputs":' + expected + b"}"
+
+
+def test_evidence_inputs_leave_a_lone_surrogate_to_the_general_encoder():
+    from ceredis.record import evidence_inputs
+
+    lone = Evidence("e1", "L1", COMPETENCIES[0], TYPES[0], Decimal(1), "t", "\ud800")
+    with pytest.raises(CanonicalError):
+        canonical(evidence_inputs([lone]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(records(), max_size=4), st.booleans())
+def test_records_as_delivered_score_as_their_submitted_forms(fields, again):
+    """The one-pass path gives the very result and ledger inputs of ``submitted`` →
+    ``validate`` (or leaves the learner to it), duplicates and invalid records included."""
+    from ceredis.evidence import RawEvidence, plain_evidence, submitted, validate
+    from ceredis.record import encode_record, score_delivered, score_learner
+
+    raws = [RawEvidence(f, f"line {i}") for i, f in enumerate(fields, start=1)]
+    if again and raws:
+        raws.append(raws[0])  # the same record twice is one piece of evidence
+    forms = [submitted(r) for r in raws]
+    plain = plain_evidence("L1", raws, REFERENTIAL)
+    if plain is not None:
+        assert (plain, []) == validate("L1", forms, REFERENTIAL)
+    fast = score_delivered("L1", raws, REFERENTIAL, engine_version="t")
+    full = score_learner("L1", forms, REFERENTIAL, engine_version="t")
+    assert encode_record("L1", *fast) == encode_record("L1", *full)

@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from ceredis.errors import ConfigError, EvidenceFileError
-from ceredis.evidence import FIELDS
+from ceredis.evidence import FIELDS, RawEvidence, submitted
+from ceredis.exactjson import loads
 from ceredis.scoring import evaluate
 from ceredis.sources import prepare_source
 from ledger.canonical import canonical
@@ -59,6 +60,49 @@ def test_decimal_text_survives_the_file(tmp_path, referential):
     (only,) = source.fetch("L1")
     assert only.fields["rawScore"] == Decimal("72.1") and only.where == "line 1"
     assert str(evaluate("L1", [only], referential)["competencies"]["5.1"]["score"]) == "21.63"
+
+
+NUMBERS = [
+    "72.1",
+    "72.10",
+    "51",
+    "1E+2",
+    "1.5e-7",
+    "0.1000000000000000055511151231257827",
+    "123456789.123456789",
+    "-0.0",
+    "-0",
+    "9007199254740993",
+    "1" + "0" * 99,
+    "0." + "0" * 98 + "1",
+    '"72.1"',
+    '{"a":[1.50]}',
+]
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one learner", "each alone"])
+def test_records_read_back_exactly_whichever_decoder_reads_them(tmp_path, together):
+    """orjson reads the index rows it reads back exactly, the exact decoder the others
+    (trailing zeros, long fractions, large integers, nested values): the same values
+    with the same digits, mixed in one learner or each learner alone."""
+    lines = [
+        f'{{"agentId":"{"L1" if together else f"L{i}"}","rawScore":{text},"context":{text}}}'
+        for i, text in enumerate(NUMBERS)
+    ]
+    path = write_jsonl(tmp_path / "e.jsonl", [], lines)
+    source = prepare_source(str(path)).open()
+    fetched = [
+        r.fields
+        for a in (["L1"] if together else [f"L{i}" for i in range(len(NUMBERS))])
+        for r in source.fetch(a)
+    ]
+    source.close()
+    expected = [loads(line) for line in lines]
+    assert fetched == expected
+    forms = [submitted(RawEvidence(f))["fields"] for f in (*fetched, *expected)]
+    assert [canonical(f) for f in forms[: len(lines)]] == [
+        canonical(f) for f in forms[len(lines) :]
+    ]
 
 
 def test_nan_and_text_scores_reach_validation(tmp_path, referential):

@@ -3,7 +3,10 @@
 The parent process indexes a file once (:func:`index_evidence_file`) into an SQLite
 file in the cache directory, keyed by the file's SHA-256; each worker then opens that
 index read-only and fetches one learner with one query, instead of holding the whole
-export in memory N times. A line that cannot be attributed to a learner (not JSON, no
+export in memory N times. The index holds each record as canonical JSON, marked
+``plain`` when orjson reads it back exactly (a flat object whose every fraction is
+its float's shortest text): a learner whose records are all plain is decoded by orjson,
+any other exactly. A line that cannot be attributed to a learner (not JSON, no
 ``agentId``) stops the run before any work: scoring anyone while some record is
 unaccounted for could score a learner on a subset of their evidence.
 """
@@ -17,9 +20,12 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from ceredis.config import cache_dir
 from ceredis.errors import EvidenceFileError, NotInSource, SourceError
@@ -28,6 +34,7 @@ from ceredis.exactjson import JSONError, loads, loads_each, utf8_text
 from ceredis.exactjson import number as number_of
 from ceredis.private import private_dir
 from ledger.canonical import canonical
+from ledger.errors import CanonicalError
 
 __all__ = [
     "BUNDLED_URI",
@@ -41,7 +48,7 @@ __all__ = [
 ]
 
 BUNDLED_URI = "bundled:"
-_INDEX_VERSION = "2"
+_INDEX_VERSION = "3"
 _MAX_REPORTED = 20
 _BOM = b"\xef\xbb\xbf"
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
@@ -217,7 +224,9 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
             # A private temporary file: no journal, no sync until it is complete (below).
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
-            db.execute("CREATE TABLE evidence (agent_id TEXT, line INTEGER, fields TEXT)")
+            db.execute(
+                "CREATE TABLE evidence (agent_id TEXT, line INTEGER, fields TEXT, plain INTEGER)"
+            )
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
             rows = []
             for number, agent, record in read_evidence_file(path):
@@ -225,11 +234,12 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
                     problems.append(str(record))
                     continue
                 assert isinstance(record, RawEvidence)
-                rows.append((agent, number, canonical(submitted(record)["fields"]).decode()))
+                text = canonical(submitted(record)["fields"]).decode()
+                rows.append((agent, number, text, _reads_back(text)))
                 if len(rows) >= 10_000:
-                    db.executemany("INSERT INTO evidence VALUES (?, ?, ?)", rows)
+                    db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?)", rows)
                     rows.clear()
-            db.executemany("INSERT INTO evidence VALUES (?, ?, ?)", rows)
+            db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?)", rows)
             db.execute("CREATE INDEX evidence_agent ON evidence (agent_id, line)")
             db.execute("INSERT INTO meta VALUES ('sha256', ?)", (digest,))
             db.commit()
@@ -250,6 +260,29 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
         if os.path.exists(temp):
             os.unlink(temp)
     return target, digest
+
+
+def _reads_back(text: str) -> bool:
+    """Whether :func:`_quick` of a record's canonical *text* is what the exact decoder
+    gives: a flat object whose fractions are their floats' shortest texts."""
+    try:
+        value = _quick(orjson.loads(text))
+    except orjson.JSONDecodeError:  # a number beyond the range of a double
+        return False
+    if any(type(v) is dict or type(v) is list for v in value.values()):
+        return False
+    try:
+        return canonical(value).decode() == text
+    except CanonicalError:  # an integer beyond ±(2**53 − 1), which the text holds exactly
+        return False
+
+
+def _quick(fields: dict[str, Any]) -> dict[str, Any]:
+    """A record orjson decoded, its floats as the Decimals of their shortest text."""
+    for key, value in fields.items():
+        if type(value) is float:
+            fields[key] = Decimal(repr(value))
+    return fields
 
 
 def file_sha256(path: Path) -> str:
@@ -295,17 +328,20 @@ class FileSource:
             rows = (
                 self._connection()
                 .execute(
-                    "SELECT line, fields FROM evidence WHERE agent_id = ? ORDER BY line",
+                    "SELECT line, fields, plain FROM evidence WHERE agent_id = ? ORDER BY line",
                     (agent_id,),
                 )
                 .fetchall()
             )
         except sqlite3.Error as exc:
             raise SourceError(f"{self.name}: cannot read the evidence index ({exc})") from None
-        values = loads_each(text for _, text in rows)
+        if all(plain for _, _, plain in rows):
+            values = list(map(_quick, orjson.loads("[" + ",".join([r[1] for r in rows]) + "]")))
+        else:
+            values = loads_each(text for _, text, _ in rows)
         return [
             RawEvidence(value, f"line {line}")
-            for (line, _), value in zip(rows, values, strict=True)
+            for (line, _, _), value in zip(rows, values, strict=True)
         ]
 
     def agents(self) -> Iterator[str]:
