@@ -211,13 +211,7 @@ class _Session(WorkerPlugin):
 
     def _close(self) -> None:
         while self.opened:
-            scorer = self.opened.pop()
-            if scorer._fetcher is not None:  # the fetch threads (remote sources)
-                scorer._fetcher.shutdown(wait=False, cancel_futures=True)
-            for part in (scorer.source, scorer.store):
-                with contextlib.suppress(Exception):
-                    if part is not None:
-                        part.close()
+            self.opened.pop().close()
 
 
 def _score_chunk(session_name: str, chunk: Sequence[Task]) -> list[Outcome]:

@@ -234,19 +234,40 @@ def _plainly_valid(
     ):
         return None
     kind = type(value)
-    if kind is int:
+    if kind is float:  # read through its shortest repr, as submitted() reads it
+        score = _FLOAT_SCORES.get(value)
+        if score is None:
+            score = _float_score(value)
+    elif kind is int:
         score = Decimal(value)
     elif kind is Decimal and value.is_finite():
         score = value
     else:
         return None
-    if not 0 <= score <= 100:
+    if score is None or not 0 <= score <= 100:
         return None
     timestamp = _utc_text(get("timestamp"))
     if timestamp is None:
         return None
-    score = score.normalize() if score else Decimal(0)
+    if kind is not float:
+        score = score.normalize() if score else Decimal(0)
     return Evidence(eid, agent, competency, etype, score, timestamp, context, validator)
+
+
+def _float_score(value: float) -> Decimal | None:
+    """A float raw score as the normalised Decimal of its shortest repr (kept: scores
+    repeat), or ``None`` when it is not finite."""
+    if not math.isfinite(value):
+        return None
+    score = Decimal(repr(value))
+    score = score.normalize() if score else Decimal(0)
+    if len(_FLOAT_SCORES) < _MAX_FLOAT_SCORES:
+        _FLOAT_SCORES[value] = score
+    return score
+
+
+_FLOAT_SCORES: dict[float, Decimal] = {}
+_MAX_FLOAT_SCORES = 100_000
 
 
 _FIELD_NAMES = frozenset(FIELDS)

@@ -2,7 +2,8 @@
 that survives killed workers.
 
 Each worker opens its own evidence source and result store in the pool initializer
-(never inherited through fork), scores a chunk, writes it in one transaction and returns
+(never inherited through fork), scores a chunk, writes it in transactions of a few
+learners (on a writer thread, each while the next learners are scored) and returns
 canonical ledger records; results come back in input order. ``Pool.imap`` blocks forever
 when a worker is killed (CPython gh-66587), so the parent watches the workers' pids:
 when one dies, the pool is replaced, the unfinished chunks are fed again, and the learner
@@ -36,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from ceredis import __version__
@@ -53,6 +55,7 @@ from ceredis.stores import ResultRow, StoreSpec
 __all__ = ["Task", "scored"]
 
 MAX_CHUNK = 64
+WRITE_PART = 16  # learners per transaction: a part is written while the next is scored
 CHUNK_SECONDS = 0.25  # aim for chunks of about this duration (dispatch cost ≪ work)
 _POLL = 0.25  # seconds between dead-worker checks while the head of the queue waits
 _FORK = mp.get_context("fork")  # workers inherit the plan; nothing is opened before fork
@@ -104,6 +107,7 @@ class _Worker:
         self.source_error = self.store_error = None
         self._random = random.Random()
         self._fetcher: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
         with contextlib.suppress(SourceUnavailable, StoreUnavailable):
             self._connect()  # an outage at start: run() waits for it
 
@@ -126,29 +130,54 @@ class _Worker:
                 self.store_error = f"result store unavailable in this worker: {exc}"
 
     def run(self, chunk: Sequence[Task]) -> list[Outcome]:
-        """Score *chunk* in order and write it in one transaction: its outcomes, in order.
+        """Score *chunk* in order and write it in transactions of a few learners: its
+        outcomes, in order, once every part is written.
 
+        A part is written on the writer thread while the next part is scored, so the
+        database's commit overlaps the work instead of adding to it (a write is
+        idempotent: a part written before a worker died is found identical on the retry).
         A learner's time is what this thread spent on it (waiting for its evidence,
         scoring), so with prefetching the times add up to the chunk's wall time.
         """
         self._patiently(self._connect)
         slots = self.context.slots
         fetching = self._prefetch(chunk)
-        scored = []
+        writes: list[Future[list[Outcome]]] = []
         try:
-            for task in chunk:
-                slots[2 * self.slot + 1] = task.index
-                started = time.perf_counter()
-                result, inputs = self._patiently(
-                    lambda task=task: self._score(task, fetching.pop(task.index, None))
-                )
-                scored.append((task, result, inputs, (time.perf_counter() - started) * 1000))
+            for start in range(0, len(chunk), WRITE_PART):
+                scored = []
+                for task in chunk[start : start + WRITE_PART]:
+                    slots[2 * self.slot + 1] = task.index
+                    began = time.perf_counter()
+                    result, inputs = self._patiently(
+                        lambda task=task: self._score(task, fetching.pop(task.index, None))
+                    )
+                    encoded = encode_record(task.agent_id, result, inputs)
+                    scored.append((task, result, encoded, (time.perf_counter() - began) * 1000))
+                writes.append(self._writing().submit(self._patiently, partial(self._store, scored)))
         finally:
             for pending in fetching.values():  # an outage stopped the chunk: drop the rest
                 pending.cancel()
-        outcomes = self._patiently(lambda: self._store(scored))
+        outcomes = [outcome for write in writes for outcome in write.result()]
         slots[2 * self.slot + 1] = -1
         return outcomes
+
+    def close(self) -> None:
+        """Stop the fetch and write threads, close the source and the store (teardown:
+        what is already broken is left as it is)."""
+        for threads in (self._fetcher, self._writer):
+            if threads is not None:
+                threads.shutdown(wait=False, cancel_futures=True)
+        for part in (self.source, self.store):
+            with contextlib.suppress(Exception):
+                if part is not None:
+                    part.close()
+
+    def _writing(self) -> ThreadPoolExecutor:
+        """The thread that writes each part of a chunk, in order."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="ceredis-write")
+        return self._writer
 
     def _prefetch(self, chunk: Sequence[Task]) -> dict[int, Future]:
         """Start fetching the chunk's evidence on the fetch threads, in order (remote
@@ -220,15 +249,12 @@ class _Worker:
             message = f"internal error while scoring: {type(exc).__name__}: {exc}"
             return error_result(task.agent_id, referential, message), None
 
-    def _store(self, scored: list[tuple[Task, dict, dict | None, float]]) -> list[Outcome]:
-        """Write the chunk in one transaction; a learner the store refuses becomes ERROR."""
+    def _store(self, scored: list[tuple[Task, dict, EncodedRecord, float]]) -> list[Outcome]:
+        """Write a part of a chunk in one transaction; a learner the store refuses
+        becomes ERROR."""
         run_id = self.context.run_id
-        encoded = {
-            task.index: encode_record(task.agent_id, result, inputs)
-            for task, result, inputs, _ in scored
-        }
         started = time.perf_counter()
-        rows = [_row(run_id, task, result, encoded[task.index]) for task, result, _, _ in scored]
+        rows = [_row(run_id, task, result, encoded) for task, result, encoded, _ in scored]
         if self.store is None:
             errors = {row.agent_id: self.store_error for row in rows}
         else:
@@ -241,8 +267,8 @@ class _Worker:
                 errors = {row.agent_id: message for row in rows}
         write_ms = (time.perf_counter() - started) * 1000 / len(scored)
         outcomes = []
-        for task, result, _inputs, duration in scored:
-            record = encoded[task.index].record
+        for task, result, encoded, duration in scored:
+            record = encoded.record
             if task.agent_id in errors:
                 message = f"result store: {errors[task.agent_id]}"
                 result = error_result(task.agent_id, self.context.referential, message)

@@ -58,7 +58,8 @@ def test_decimal_text_survives_the_file(tmp_path, referential):
     )
     source = prepare_source(str(path)).open()
     (only,) = source.fetch("L1")
-    assert only.fields["rawScore"] == Decimal("72.1") and only.where == "line 1"
+    exact = submitted(only)["fields"]["rawScore"]  # a float is read through its shortest text
+    assert exact.as_tuple() == Decimal("72.1").as_tuple() and only.where == "line 1"
     assert str(evaluate("L1", [only], referential)["competencies"]["5.1"]["score"]) == "21.63"
 
 
@@ -82,9 +83,9 @@ NUMBERS = [
 
 @pytest.mark.parametrize("together", [True, False], ids=["one learner", "each alone"])
 def test_records_read_back_exactly_whichever_decoder_reads_them(tmp_path, together):
-    """orjson reads the index rows it reads back exactly, the exact decoder the others
-    (trailing zeros, long fractions, large integers, nested values): the same values
-    with the same digits, mixed in one learner or each learner alone."""
+    """orjson reads the index rows it reads as the engine sees them, the exact decoder
+    the others (trailing zeros, long fractions, large integers, nested values): the same
+    submitted forms, with the same digits, mixed in one learner or each learner alone."""
     lines = [
         f'{{"agentId":"{"L1" if together else f"L{i}"}","rawScore":{text},"context":{text}}}'
         for i, text in enumerate(NUMBERS)
@@ -98,7 +99,6 @@ def test_records_read_back_exactly_whichever_decoder_reads_them(tmp_path, togeth
     ]
     source.close()
     expected = [loads(line) for line in lines]
-    assert fetched == expected
     forms = [submitted(RawEvidence(f))["fields"] for f in (*fetched, *expected)]
     assert [canonical(f) for f in forms[: len(lines)]] == [
         canonical(f) for f in forms[len(lines) :]

@@ -4,11 +4,12 @@ The parent process indexes a file once (:func:`index_evidence_file`) into an SQL
 file in the cache directory, keyed by the file's SHA-256; each worker then opens that
 index read-only and fetches one learner with one query, instead of holding the whole
 export in memory N times. The index holds each record as canonical JSON, marked
-``plain`` when orjson reads it back exactly (a flat object whose every fraction is
-its float's shortest text): a learner whose records are all plain is decoded by orjson,
-any other exactly. A line that cannot be attributed to a learner (not JSON, no
-``agentId``) stops the run before any work: scoring anyone while some record is
-unaccounted for could score a learner on a subset of their evidence.
+``plain`` when orjson reads it back as the engine sees it (a flat object whose every
+fraction is its float's shortest text: the engine reads a float through that text): a
+learner whose records are all plain is decoded by orjson, any other exactly. A line
+that cannot be attributed to a learner (not JSON, no ``agentId``) stops the run before
+any work: scoring anyone while some record is unaccounted for could score a learner on
+a subset of their evidence.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ from ceredis.exactjson import JSONError, loads, loads_each, utf8_text
 from ceredis.exactjson import number as number_of
 from ceredis.private import private_dir
 from ledger.canonical import canonical
-from ledger.errors import CanonicalError
 
 __all__ = [
     "BUNDLED_URI",
@@ -263,26 +262,15 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
 
 
 def _reads_back(text: str) -> bool:
-    """Whether :func:`_quick` of a record's canonical *text* is what the exact decoder
-    gives: a flat object whose fractions are their floats' shortest texts."""
+    """Whether orjson reads a record's canonical *text* as the engine sees it: flat, and
+    the same submitted form (floats read through their shortest repr) as *text* itself."""
     try:
-        value = _quick(orjson.loads(text))
+        value = orjson.loads(text)
     except orjson.JSONDecodeError:  # a number beyond the range of a double
         return False
     if any(type(v) is dict or type(v) is list for v in value.values()):
         return False
-    try:
-        return canonical(value).decode() == text
-    except CanonicalError:  # an integer beyond ±(2**53 − 1), which the text holds exactly
-        return False
-
-
-def _quick(fields: dict[str, Any]) -> dict[str, Any]:
-    """A record orjson decoded, its floats as the Decimals of their shortest text."""
-    for key, value in fields.items():
-        if type(value) is float:
-            fields[key] = Decimal(repr(value))
-    return fields
+    return canonical(submitted(RawEvidence(value))["fields"]).decode() == text
 
 
 def file_sha256(path: Path) -> str:
@@ -336,7 +324,7 @@ class FileSource:
         except sqlite3.Error as exc:
             raise SourceError(f"{self.name}: cannot read the evidence index ({exc})") from None
         if all(plain for _, _, plain in rows):
-            values = list(map(_quick, orjson.loads("[" + ",".join([r[1] for r in rows]) + "]")))
+            values = orjson.loads("[" + ",".join([text for _, text, _ in rows]) + "]")
         else:
             values = loads_each(text for _, text, _ in rows)
         return [

@@ -37,7 +37,10 @@ class SqliteStore(SqlStore):
         self.path = Path(path)
         try:
             _create_private_db(self.path)
-            self.conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+            # A worker writes on its writer thread: one thread at a time, never two.
+            self.conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
             self._use_wal(time.monotonic() + busy_timeout)
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA foreign_keys = ON")
