@@ -33,6 +33,7 @@ from ledger.errors import LedgerError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from ceredis.interrupt import Interrupted
     from ceredis.plan import BatchPlan
@@ -84,7 +85,7 @@ def _console(**options: Any) -> Console:
     return Console(**options)
 
 
-def _labelled(label: str, message: str) -> Any:
+def _labelled(label: str, message: str) -> Text:
     """*label* in bold red, then *message*: how an error, a refusal or a stop is said."""
     from rich.text import Text
 
