@@ -244,7 +244,7 @@ def _band(text: bytes) -> Any:
     the head cut at a nested key would lack closing brackets and fail to parse.
     """
     cut = text.find(b',"cecrlLevel":')
-    if orjson is None or cut < 0 or text.count(b',"cecrlLevel":') != 1:
+    if orjson is None or cut < 0 or text.find(b',"cecrlLevel":', cut + 1) >= 0:
         return _UNKNOWN
     try:
         head = orjson.loads(text[:cut] + b"}")
@@ -266,7 +266,7 @@ def _tail_member(text: bytes, key: str) -> Fragment | None:
     """
     name = b"," + canonical(key) + b":"
     at = text.find(name)
-    if orjson is None or at < 0 or text.count(name) != 1:
+    if orjson is None or at < 0 or text.find(name, at + 1) >= 0:
         return None
     try:
         tail = orjson.loads(b"{" + text[at + 1 :])
@@ -274,9 +274,7 @@ def _tail_member(text: bytes, key: str) -> Fragment | None:
         return None
     keys = list(tail)
     start = at + len(name)
-    end = (
-        text.find(b"," + canonical(keys[1]) + b":", start) if len(keys) > 1 else len(text) - 1
-    )
+    end = text.find(b"," + canonical(keys[1]) + b":", start) if len(keys) > 1 else len(text) - 1
     member = text[start:end]
     try:
         same = end > start and orjson.loads(member) == tail[key]
