@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from contextlib import closing
 
-import psycopg
-
 from ceredis.errors import ConfigError, StoreError
 from ceredis.stores import StoreSpec
 
@@ -66,6 +64,8 @@ def free_connections(store: StoreSpec) -> tuple[int, int]:
 
     The connection asking is not counted: it closes before the workers start.
     """
+    import psycopg  # only a PostgreSQL store asks: SQLite runs never load the driver
+
     try:
         with closing(psycopg.connect(store.url, connect_timeout=10)) as conn:
             row = conn.execute(_CONNECTIONS).fetchone()

@@ -20,9 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.text import Text
-
 from ceredis import __version__
 from ceredis.errors import (
     CeredisError,
@@ -35,6 +32,9 @@ from ledger.canonical import canonical
 from ledger.errors import LedgerError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
     from ceredis.interrupt import Interrupted
     from ceredis.plan import BatchPlan
     from ceredis.progress import StepMeter
@@ -53,28 +53,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USAGE
-    err = Console(stderr=True)
     try:
         return args.handler(args)
     except OutageError as exc:
-        err.print(Text.assemble(("outage: ", "bold red"), str(exc)), soft_wrap=True)
+        _console(stderr=True).print(_labelled("outage: ", str(exc)), soft_wrap=True)
         return EXIT_OUTAGE
     except (CeredisError, LedgerError) as exc:
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        _console(stderr=True).print(_labelled("error: ", str(exc)), soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        err.print(Text("interrupted", style="bold red"))
+        from rich.text import Text
+
+        _console(stderr=True).print(Text("interrupted", style="bold red"))
         return EXIT_INTERRUPTED
     except Exception as exc:  # the boundary: a bug becomes one line, never a traceback
         details = _save_traceback(exc)
-        err.print(
-            Text.assemble(
-                ("internal error: ", "bold red"),
+        _console(stderr=True).print(
+            _labelled(
+                "internal error: ",
                 f"{type(exc).__name__}: {_first_line(exc)} — this is a bug; {details}",
             ),
             soft_wrap=True,
         )
         return EXIT_INTERNAL
+
+
+def _console(**options: Any) -> Console:
+    """A rich console, imported on first use: --help, --version and a usage error need none."""
+    from rich.console import Console
+
+    return Console(**options)
+
+
+def _labelled(label: str, message: str) -> Text:
+    """*label* in bold red, then *message*: how an error, a refusal or a stop is said."""
+    from rich.text import Text
+
+    return Text.assemble((label, "bold red"), message)
 
 
 def _save_traceback(exc: Exception) -> str:
@@ -488,7 +503,6 @@ def _run_planned(plan: BatchPlan, args: argparse.Namespace) -> int:
     from ceredis.config import load_settings
     from ceredis.engine import run_batch
     from ceredis.progress import BatchConsole, source_total
-    from ceredis.proofs import checkpoint_path
 
     if args.dry_run:
         from ceredis.render import plan_view
@@ -501,9 +515,9 @@ def _run_planned(plan: BatchPlan, args: argparse.Namespace) -> int:
         from ceredis.dask_pool import insecure_scheduler
 
         if warning := insecure_scheduler(plan.scheduler):
-            Console(stderr=True).print(f"warning: {warning}", highlight=False, soft_wrap=True)
+            _console(stderr=True).print(f"warning: {warning}", highlight=False, soft_wrap=True)
     interval = load_settings().progress_interval
-    out = Console(stderr=True) if args.json else Console()
+    out = _console(stderr=True) if args.json else _console()
     console = BatchConsole(out, quiet=args.quiet, interval=interval)
     report = run_batch(plan, console)
     if report.completed:
@@ -514,6 +528,8 @@ def _run_planned(plan: BatchPlan, args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
     if args.json:
+        from ceredis.proofs import checkpoint_path
+
         checkpoint = checkpoint_path(plan.ledger)
         summary = report.to_json(checkpoint if checkpoint.exists() else None)
         sys.stdout.buffer.write(canonical(summary) + b"\n")
@@ -581,7 +597,7 @@ def _learners(args: argparse.Namespace) -> int:
     finally:
         client.close()
     sys.stdout.flush()
-    Console(stderr=True).print(
+    _console(stderr=True).print(
         f"{plural(count, 'learner')} in {spec.name}", highlight=False, soft_wrap=True
     )
     return EXIT_OK
@@ -598,10 +614,8 @@ def _interrupted(stop: Interrupted, plan: BatchPlan | None) -> None:
             f"the ledger {plan.ledger} is incomplete but resumable; finish the run with: "
             f"{resume_command(plan)}"
         )
-    Console(stderr=True).print(
-        Text.assemble((f"interrupted by {stop.name}: ", "bold red"), after),
-        highlight=False,
-        soft_wrap=True,
+    _console(stderr=True).print(
+        _labelled(f"interrupted by {stop.name}: ", after), highlight=False, soft_wrap=True
     )
 
 
@@ -637,16 +651,14 @@ def _verify(args: argparse.Namespace) -> int:
         audit.findings.extend(_anchor_findings(args, audit))
         audit.findings.extend(_run_row_findings(args))
     except (ReplayError, LedgerError, OSError) as exc:
-        Console(stderr=True).print(
-            Text.assemble(("unreadable: ", "bold red"), str(exc)), soft_wrap=True
-        )
+        _console(stderr=True).print(_labelled("unreadable: ", str(exc)), soft_wrap=True)
         return EXIT_USAGE
     if args.json:
         sys.stdout.buffer.write(canonical(audit.to_json()) + b"\n")
     else:
         from ceredis.render import audit_view
 
-        Console().print(audit_view(audit), soft_wrap=True)
+        _console().print(audit_view(audit), soft_wrap=True)
     return EXIT_OK if audit.ok else EXIT_FAILED
 
 
@@ -664,11 +676,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         from ceredis.render import result_view
 
-        console = Console()
+        console = _console()
         if console.is_terminal:
             console.print(result_view(result, referential))
         else:  # cron mail, a pipe, a file: plain text, unwrapped
-            Console(width=_UNWRAPPED).print(result_view(result, referential, plain=True))
+            _console(width=_UNWRAPPED).print(result_view(result, referential, plain=True))
     return EXIT_FAILED if result["status"] == Status.ERROR else EXIT_OK
 
 
@@ -689,9 +701,8 @@ def _sample(args: argparse.Namespace) -> int:
                 force=args.force,
             )
     except Interrupted as stop:
-        Console(stderr=True).print(
-            Text.assemble((f"interrupted by {stop.name}: ", "bold red"), "nothing written"),
-            highlight=False,
+        _console(stderr=True).print(
+            _labelled(f"interrupted by {stop.name}: ", "nothing written"), highlight=False
         )
         return stop.exit_code
     _say(
@@ -711,7 +722,7 @@ def _referential_show(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.buffer.write(canonical(referential.document) + b"\n")
     else:
-        Console().print(referential_tables(referential))
+        _console().print(referential_tables(referential))
     return EXIT_OK
 
 
@@ -721,7 +732,9 @@ def _referential_validate(args: argparse.Namespace) -> int:
     try:
         referential = load_referential(args.file)
     except ReferentialError as exc:
-        Console(stderr=True).print(Text(str(exc), style="red"), soft_wrap=True)
+        from rich.text import Text
+
+        _console(stderr=True).print(Text(str(exc), style="red"), soft_wrap=True)
         return EXIT_FAILED
     _say(
         f"{args.file}: valid referential {referential.id} (version {referential.version}), "
@@ -775,9 +788,7 @@ def _check_proof(args: argparse.Namespace) -> int:
 
 
 def _refused(exc: Exception) -> None:
-    Console(stderr=True).print(
-        Text.assemble(("refused: ", "bold red"), str(exc)), highlight=False, soft_wrap=True
-    )
+    _console(stderr=True).print(_labelled("refused: ", str(exc)), highlight=False, soft_wrap=True)
 
 
 def _unverified_option(parser: argparse.ArgumentParser) -> None:
@@ -832,11 +843,11 @@ def _meter() -> StepMeter:
     from ceredis.config import load_settings
     from ceredis.progress import StepMeter
 
-    return StepMeter(Console(stderr=True), interval=load_settings().progress_interval)
+    return StepMeter(_console(stderr=True), interval=load_settings().progress_interval)
 
 
 def _written(what: str, origin: str, verification: str, out: Path) -> None:
-    Console().print(
+    _console().print(
         f"wrote {what} of {origin} ({verification}) to {out}", highlight=False, soft_wrap=True
     )
 
@@ -886,4 +897,4 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _say(text: str) -> None:
     """One line (or a few) for a person on stdout: never wrapped, nothing highlighted."""
-    Console().print(text, highlight=False, soft_wrap=True)
+    _console().print(text, highlight=False, soft_wrap=True)

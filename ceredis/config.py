@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -387,13 +386,17 @@ def _lookup(
 
 def _read_file(path: Path, explicit: bool) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"config file {path} ({ENV_CONFIG}) does not exist") from None
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path}: cannot read it ({exc})") from None
+    import tomllib  # only when there is a file: most runs have none
+
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
     unknown = sorted(set(data) - set(_FILE_KEYS))

@@ -12,7 +12,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ceredis import __version__
 from ceredis.errors import OutageError, ReplayError, StoreError
@@ -20,18 +20,16 @@ from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan, utc_now
 from ceredis.pool import Task, scored
 from ceredis.private import private_dir
-from ceredis.proofs import write_checkpoint
 from ceredis.referential import Referential, bundled_referential
 from ceredis.report import BatchReport, ReportFile, run_facts
-from ceredis.restore import finished_row, verified_run, write_recorded
-from ceredis.scoring import evaluate
 from ceredis.selection import LearnerTally
-from ceredis.sources import prepare_source
 from ceredis.sources.ratelimit import limiter_for
 from ceredis.steps import Step
 from ceredis.stores import ResultStore, RunRow
 from ledger import FOOTER, LedgerError, LedgerWriter, Repair, last_line, read_ledger
-from ledger.note import SignerKey, read_signer_key
+
+if TYPE_CHECKING:  # signing, resuming and one-learner runs import what they need on demand
+    from ledger.note import SignerKey
 
 __all__ = ["ProgressHooks", "evaluate_agent", "resume_command", "run_batch"]
 
@@ -42,6 +40,9 @@ def evaluate_agent(
     agent_id: str, source: str | None = None, referential: Referential | None = None
 ) -> dict[str, Any]:
     """Fetch one learner's evidence from *source* (default: the bundled cohort) and score it."""
+    from ceredis.scoring import evaluate
+    from ceredis.sources import prepare_source
+
     referential = referential or bundled_referential()
     client = prepare_source(source).open()
     try:
@@ -74,7 +75,7 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
     """Run a planned batch to the end; return its report (see BatchReport.return_code)."""
     progress = progress or ProgressHooks()
     started = time.monotonic()
-    signer = read_signer_key(plan.signing_key) if plan.signing_key else None
+    signer = _signer(plan)
     if plan.resume and _finished(plan):
         return _complete(plan, signer)
     _with_store(plan, lambda store: store.start_run(_run_row(plan)))
@@ -117,10 +118,21 @@ def run_batch(plan: BatchPlan, progress: ProgressHooks | None = None) -> BatchRe
     return report
 
 
+def _signer(plan: BatchPlan) -> SignerKey | None:
+    """The key that signs the run's checkpoint (CEREDIS_SIGNING_KEY), read before any work."""
+    if plan.signing_key is None:
+        return None
+    from ledger.note import read_signer_key
+
+    return read_signer_key(plan.signing_key)
+
+
 def _sign(plan: BatchPlan, signer: SignerKey | None) -> str | None:
     """With a signing key, write the run's checkpoint beside its ledger; return its text."""
     if signer is None:
         return None
+    from ceredis.proofs import write_checkpoint
+
     return write_checkpoint(plan.ledger, signer).read_text(encoding="utf-8")
 
 
@@ -138,6 +150,8 @@ def _write_recorded(
     plan: BatchPlan, store: ResultStore, progress: ProgressHooks | None = None, total: int = 0
 ) -> None:
     """Write the ledger's learners into the store; a refused one is an error, not a gap."""
+    from ceredis.restore import write_recorded
+
     hear = progress.step if progress is not None and total else None
     restored = write_recorded(plan.ledger, store, plan.run_id, plan.started_at, hear, total)
     if restored.conflicts:
@@ -150,6 +164,8 @@ def _write_recorded(
 
 def _complete(plan: BatchPlan, signer: SignerKey | None) -> BatchReport:
     """Finish the run of a ledger killed after its footer: rows and run row from the ledger."""
+    from ceredis.restore import finished_row, verified_run
+
     verified = verified_run(plan.ledger)
     footer = verified.footer or {}
     report = BatchReport(

@@ -10,20 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
-from rich.console import Console
-from rich.filesize import decimal, pick_unit_and_suffix
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from ceredis.config import DEFAULT_PROGRESS_INTERVAL
 from ceredis.engine import ProgressHooks
@@ -33,37 +21,79 @@ from ceredis.report import BatchReport, plural
 from ceredis.steps import Step
 from ledger import Repair
 
+if TYPE_CHECKING:  # rich.progress is imported only when a bar is shown (a terminal)
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
 __all__ = ["BatchConsole", "StepMeter", "plan_line", "source_total"]
 
 
-class _Rate(ProgressColumn):
-    """Items per second (a task's ``unit``, learners by default; bytes as MB/s), as rich
-    estimates it over the last few seconds."""
+@cache
+def _columns() -> tuple[type[Any], type[Any]]:
+    """The bar's own columns, done/total and rate (defined once rich.progress is loaded)."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
 
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(_rate(speed, task.fields.get("unit", "learners")))
+    class Done(ProgressColumn):
+        """Done of total, in the task's unit: ``1,234/2,900 records``, ``12.3/57.6 MB``, or
+        ``1,234 learners`` when the total is not known."""
+
+        def render(self, task: Task) -> Text:
+            done, unit = int(task.completed), task.fields.get("unit", "learners")
+            if task.total is None:
+                return Text(plural(done, unit.removesuffix("s")))
+            return Text(_done(done, int(task.total), unit))
+
+    class Rate(ProgressColumn):
+        """Items per second (a task's ``unit``, learners by default; bytes as MB/s), as rich
+        estimates it over the last few seconds."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(_rate(speed, task.fields.get("unit", "learners")))
+
+    return Done, Rate
 
 
-class _Done(ProgressColumn):
-    """Done of total, in the task's unit: ``1,234/2,900 records``, ``12.3/57.6 MB``, or
-    ``1,234 learners`` when the total is not known."""
+def _bar(console: Console, *counts: str) -> Progress:
+    """A transient bar: the description, the bar, done/total, the *counts* text columns,
+    the rate, the elapsed and the remaining time."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    def render(self, task: Task) -> Text:
-        done, unit = int(task.completed), task.fields.get("unit", "learners")
-        if task.total is None:
-            return Text(plural(done, unit.removesuffix("s")))
-        return Text(_done(done, int(task.total), unit))
+    done, rate = _columns()
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        done(),
+        *(TextColumn(text) for text in counts),
+        rate(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("remaining"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def _rate(speed: float | None, unit: str) -> str:
     if unit == "bytes":
+        from rich.filesize import decimal
+
         return "– MB/s" if speed is None else f"{decimal(int(speed))}/s"
     return f"– {unit}/s" if speed is None else f"{speed:,.1f} {unit}/s"
 
 
 def _done(done: int, total: int, unit: str) -> str:
     if unit == "bytes":  # as rich's DownloadColumn: 12.3/57.6 MB
+        from rich.filesize import pick_unit_and_suffix
+
         size, suffix = pick_unit_and_suffix(total, ["bytes", "kB", "MB", "GB", "TB"], 1000)
         digits = 0 if size == 1 else 1
         return f"{done / size:,.{digits}f}/{total / size:,.{digits}f} {suffix}"
@@ -90,7 +120,7 @@ class StepMeter:
         self.clock = clock
         self._bar: Progress | None = None
         self._step: Step | None = None
-        self._task = TaskID(0)  # the current step's, once there is a bar
+        self._task: TaskID | int = 0  # the current step's, once there is a bar
         self._started = self._last = clock()
 
     def __call__(self, step: Step, done: int, total: int) -> None:
@@ -110,7 +140,7 @@ class StepMeter:
         if not self.console.is_terminal:
             return
         if self._bar is None:
-            self._bar = _step_bar(self.console)
+            self._bar = _bar(self.console)
             self._bar.start()
         else:
             self._bar.stop_task(self._task)
@@ -141,21 +171,6 @@ class StepMeter:
         self.close()
 
 
-def _step_bar(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        _Done(),
-        _Rate(),
-        TextColumn("elapsed"),
-        TimeElapsedColumn(),
-        TextColumn("remaining"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-
-
 class BatchConsole(ProgressHooks):
     """Progress for :func:`ceredis.engine.run_batch`: the first line and the summary on
     *console*; a bar when it is a terminal, else plain lines on *log* (unless quiet)."""
@@ -171,7 +186,11 @@ class BatchConsole(ProgressHooks):
     ) -> None:
         self.console = console
         self.quiet = quiet
-        self.log = log or Console(stderr=True)
+        if log is None:
+            from rich.console import Console
+
+            log = Console(stderr=True)
+        self.log = log
         self.interval = interval
         self.clock = clock
         self.counts = Counts()  # this process's learners (not those a resume found)
@@ -191,20 +210,11 @@ class BatchConsole(ProgressHooks):
         self.console.print(plan_line(plan, total, done), highlight=False, soft_wrap=True)
         if self.quiet or not self.console.is_terminal:
             return
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            _Done(),
-            TextColumn("ok {task.fields[ok]:,} · skipped {task.fields[skipped]:,} · "
-                       "failed {task.fields[failed]:,}"),
-            _Rate(),
-            TextColumn("elapsed"),
-            TimeElapsedColumn(),
-            TextColumn("remaining"),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )  # fmt: skip
+        self._bar = _bar(
+            self.console,
+            "ok {task.fields[ok]:,} · skipped {task.fields[skipped]:,} · failed "
+            "{task.fields[failed]:,}",
+        )
         self._bar.start()
         self._task = self._bar.add_task(
             "scoring", total=total, completed=done, ok=0, skipped=0, failed=0
