@@ -5,7 +5,8 @@ infinities become Decimals for the caller to refuse; duplicate keys, nesting dee
 than :data:`MAX_DEPTH`, numbers longer than :data:`MAX_DIGITS` digits, lone surrogates
 and invalid UTF-8 are errors naming what and where. With ``mark=True`` a number too
 long or a value too deep is replaced by an :func:`unreadable` marker instead, so that a
-record holding one is refused as an invalid record naming its field.
+record holding one is refused as an invalid record naming its field. A whole document
+(an HTTP body) is read faster by :func:`loads_document`, to the same values and errors.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from ceredis.errors import CeredisError
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "MAX_DIGITS",
     "JSONError",
     "loads",
+    "loads_document",
     "loads_each",
     "number",
     "unreadable",
@@ -101,6 +105,56 @@ def loads_each(texts: Iterable[str]) -> list[Any]:
         else:
             values.append(loads(text))
     return values
+
+
+def loads_document(data: bytes) -> Any:
+    """:func:`loads` of one whole document's bytes (an HTTP body), faster on large ones:
+    no Python call per object; whatever :func:`_fast` cannot vouch for, loads decides."""
+    value = _fast(data) if _DEPTH_CHECKED else None
+    return loads(data) if value is None else value
+
+
+def _fast(data: bytes) -> dict[str, Any] | list[Any] | None:
+    """The object or array *data* holds, exactly as :func:`loads` gives it, or ``None``.
+
+    The value comes from loads's own C scanner, without its per-object duplicate check;
+    re-encoding the value with orjson (inside :data:`_WRAP` lists) then checks at C speed
+    what that hook and :func:`_within_limits` check:
+
+    * nesting deeper than MAX_DEPTH: orjson refuses to nest deeper than _ORJSON_DEPTH;
+    * a duplicate key: a key is followed by a colon in the text and in orjson's text, and
+      the other colons are those of the strings, the same in both unless escaped
+      (``\\u003a``): a key dropped as a duplicate leaves orjson's text fewer colons;
+    * a lone surrogate, an integer beyond 64 bits: orjson refuses them;
+    * a number of more than MAX_DIGITS digits: :func:`_shown` refuses it.
+    """
+    try:
+        value = _FAST.decode(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # loads names the error
+        return None
+    if type(value) is not dict and type(value) is not list:
+        return None  # a bare scalar: nothing to gain
+    if b"\\" in data and _COLON_ESCAPE.search(data):
+        return None
+    wrapped: Any = value
+    for _ in range(_WRAP):
+        wrapped = [wrapped]
+    try:
+        encoded = orjson.dumps(wrapped, default=_shown)
+    except orjson.JSONEncodeError:  # too deep, a lone surrogate, a big number
+        return None
+    if encoded.count(b":") != data.count(b":"):
+        return None
+    return value
+
+
+def _shown(number: Decimal) -> str:
+    """A Decimal's text for orjson; an error for those :func:`_within_limits` leaves to
+    the strict decoder (more than MAX_DIGITS characters, or an exponent)."""
+    shown = str(number)
+    if len(shown) > MAX_DIGITS or "E" in shown:
+        raise _TooLong(shown)
+    return shown
 
 
 def _strict(text: str, mark: bool) -> Any:
@@ -302,6 +356,38 @@ def _byte(text: str, position: int) -> int:
     return len(text[:position].encode("utf-8", "surrogatepass"))
 
 
+#: The deepest nesting orjson writes: deeper, ``orjson.dumps`` raises "Recursion limit".
+_ORJSON_DEPTH = 254
+#: Lists around a value re-encoded by :func:`_fast`, so that orjson refuses exactly the
+#: values that nest deeper than MAX_DEPTH.
+_WRAP = _ORJSON_DEPTH - MAX_DEPTH
+_COLON_ESCAPE = re.compile(rb"\\u003[aA]")
+
+
+def _nests_at_most(depth: int) -> bool:
+    """Whether orjson writes *depth* nested arrays and objects but refuses one level more."""
+
+    def nested(levels: int) -> Any:
+        value: Any = None
+        for level in range(levels):
+            value = [value] if level % 2 else {"k": value}
+        return value
+
+    try:
+        orjson.dumps(nested(depth))
+    except orjson.JSONEncodeError:
+        return False
+    try:
+        orjson.dumps(nested(depth + 1))
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
+#: Whether the installed orjson nests as :func:`_fast` assumes (else loads decides alone).
+_DEPTH_CHECKED = _nests_at_most(_ORJSON_DEPTH)
+
+
 # Built once (a JSONDecoder per call was a tenth of the decoding time). Every decoder
 # refuses duplicate keys; _PLAIN leaves numbers to C (int, Decimal), and its result is
 # kept only when _within_limits finds nothing the strict ones would refuse or mark.
@@ -315,3 +401,4 @@ _STRICT = {
     )
     for mark in (False, True)
 }
+_FAST = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)  # _PLAIN, no hook
