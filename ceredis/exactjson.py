@@ -11,6 +11,7 @@ record holding one is refused as an invalid record naming its field. A whole doc
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from collections.abc import Iterable
@@ -117,20 +118,22 @@ def loads_document(data: bytes) -> Any:
 def _fast(data: bytes) -> dict[str, Any] | list[Any] | None:
     """The object or array *data* holds, exactly as :func:`loads` gives it, or ``None``.
 
-    The value comes from loads's own C scanner, without its per-object duplicate check;
-    re-encoding the value with orjson (inside :data:`_WRAP` lists) then checks at C speed
-    what that hook and :func:`_within_limits` check:
+    The value comes from the C scanner loads uses (numbers ``int`` and ``Decimal(text)``),
+    without its per-object duplicate check; re-encoding the value with orjson (inside
+    :data:`_WRAP` lists) then checks at C speed what that hook and :func:`_within_limits`
+    check:
 
     * nesting deeper than MAX_DEPTH: orjson refuses to nest deeper than _ORJSON_DEPTH;
     * a duplicate key: a key is followed by a colon in the text and in orjson's text, and
       the other colons are those of the strings, the same in both unless escaped
       (``\\u003a``): a key dropped as a duplicate leaves orjson's text fewer colons;
     * a lone surrogate, an integer beyond 64 bits: orjson refuses them;
-    * a number of more than MAX_DIGITS digits: :func:`_shown` refuses it.
+    * a number with a fraction or an exponent and more than MAX_DIGITS digits: it is read
+      in :data:`_WITHIN_DIGITS`, which raises (another integer is beyond 64 bits).
     """
     try:
         value = _FAST.decode(data.decode("utf-8"))
-    except (ValueError, RecursionError):  # loads names the error
+    except (ValueError, RecursionError, decimal.DecimalException):  # loads names the error
         return None
     if type(value) is not dict and type(value) is not list:
         return None  # a bare scalar: nothing to gain
@@ -140,21 +143,12 @@ def _fast(data: bytes) -> dict[str, Any] | list[Any] | None:
     for _ in range(_WRAP):
         wrapped = [wrapped]
     try:
-        encoded = orjson.dumps(wrapped, default=_shown)
+        encoded = orjson.dumps(wrapped, default=str)
     except orjson.JSONEncodeError:  # too deep, a lone surrogate, a big number
         return None
     if encoded.count(b":") != data.count(b":"):
         return None
     return value
-
-
-def _shown(number: Decimal) -> str:
-    """A Decimal's text for orjson; an error for those :func:`_within_limits` leaves to
-    the strict decoder (more than MAX_DIGITS characters, or an exponent)."""
-    shown = str(number)
-    if len(shown) > MAX_DIGITS or "E" in shown:
-        raise _TooLong(shown)
-    return shown
 
 
 def _strict(text: str, mark: bool) -> Any:
@@ -401,4 +395,14 @@ _STRICT = {
     )
     for mark in (False, True)
 }
-_FAST = json.JSONDecoder(parse_float=Decimal, parse_constant=Decimal)  # _PLAIN, no hook
+#: Reads a number's text exactly as ``Decimal(text)`` does, but raises (Rounded, Overflow,
+#: Clamped) where that Decimal has more than MAX_DIGITS digits in fixed point: more
+#: coefficient digits than its precision, an adjusted exponent above Emax (too many
+#: integer digits), an exponent below Etiny = Emin - prec + 1 (too many decimals).
+_WITHIN_DIGITS = decimal.Context(
+    prec=MAX_DIGITS,
+    Emax=MAX_DIGITS - 1,
+    Emin=0,
+    traps=[decimal.Rounded, decimal.Overflow, decimal.Clamped],
+)
+_FAST = json.JSONDecoder(parse_float=_WITHIN_DIGITS.create_decimal, parse_constant=Decimal)

@@ -153,6 +153,10 @@ def outcome(decoder: Any, data: bytes) -> Any:
 @example(("[" * MAX_DEPTH + "]" * MAX_DEPTH).encode())
 @example(("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)).encode())
 @example(b"\xef\xbb\xbf\xef\xbb\xbf{}")
+@example(b"[1e99, 1e100]")  # the most integer digits, and one more
+@example(b"[0E+99, 0E+100]")
+@example(b"[1e-99, 1e-100]")  # the most decimals, and one more
+@example(b"[0E-99, 0E-100]")
 def test_fast_decoder_is_loads(data):
     """Every body: the value loads gives, form for form, or loads's refusal."""
     assert outcome(exactjson.loads_document, data) == outcome(exactjson.loads, data)
@@ -216,10 +220,18 @@ def test_orjson_nests_as_the_depth_check_assumes():
         b'{"a":"x\\"y\\\\","b":"\\u00e9\\ud83d\\ude00\\/","c":[18446744073709551615,-0.0]}',
         b' {"a" :\n"09:30:00", "b:c":NaN, "d":[-Infinity, 1.5e-3]}\r\n',
         b'{"n":' + b"1." + b"0" * (MAX_DIGITS - 2) + b"}",
+        b"[1E+2, 0.0000001, 1e99, 1e-99, -0E-7]",
     ],
-    ids=["deepest-array", "deepest-object", "escapes", "spaces-colons-nan", "longest-number"],
+    ids=[
+        "deepest-array",
+        "deepest-object",
+        "escapes",
+        "spaces-colons-nan",
+        "longest-number",
+        "exponents",
+    ],
 )
 def test_the_fast_path_takes_what_needs_no_second_look(data):
     """No needless fallback to loads on what it accepts at once: the deepest nesting
-    allowed, escapes other than a colon's, the longest number, NaN."""
+    allowed, escapes other than a colon's, the longest numbers, exponents, NaN."""
     assert shape(exactjson._fast(data)) == shape(exactjson.loads(data))
