@@ -111,12 +111,13 @@ def loads_each(texts: Iterable[str]) -> list[Any]:
 def loads_document(data: bytes) -> Any:
     """:func:`loads` of one whole document's bytes (an HTTP body), faster on large ones:
     no Python call per object; whatever :func:`_fast` cannot vouch for, loads decides."""
-    value = _fast(data) if _DEPTH_CHECKED else None
+    value = _fast(data) if len(data) > _SMALL and _DEPTH_CHECKED else None
     return loads(data) if value is None else value
 
 
-def _fast(data: bytes) -> dict[str, Any] | list[Any] | None:
-    """The object or array *data* holds, exactly as :func:`loads` gives it, or ``None``.
+def _fast(data: bytes) -> Any:
+    """The value *data* holds, exactly as :func:`loads` gives it, or ``None`` for loads
+    to decide (a ``null`` document included).
 
     The value comes from the C scanner loads uses (numbers ``int`` and ``Decimal(text)``),
     without its per-object duplicate check; re-encoding the value with orjson (inside
@@ -131,13 +132,11 @@ def _fast(data: bytes) -> dict[str, Any] | list[Any] | None:
     * a number with a fraction or an exponent and more than MAX_DIGITS digits: it is read
       in :data:`_WITHIN_DIGITS`, which raises (another integer is beyond 64 bits).
     """
+    if b"\\" in data and _COLON_ESCAPE.search(data):
+        return None
     try:
         value = _FAST.decode(data.decode("utf-8"))
     except (ValueError, RecursionError, decimal.DecimalException):  # loads names the error
-        return None
-    if type(value) is not dict and type(value) is not list:
-        return None  # a bare scalar: nothing to gain
-    if b"\\" in data and _COLON_ESCAPE.search(data):
         return None
     wrapped: Any = value
     for _ in range(_WRAP):
@@ -356,6 +355,8 @@ _ORJSON_DEPTH = 254
 #: values that nest deeper than MAX_DEPTH.
 _WRAP = _ORJSON_DEPTH - MAX_DEPTH
 _COLON_ESCAPE = re.compile(rb"\\u003[aA]")
+#: Bytes up to which loads is cheaper than :func:`_fast` (whose checks cost about 8 µs).
+_SMALL = 1024
 
 
 def _nests_at_most(depth: int) -> bool:

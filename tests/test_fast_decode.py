@@ -158,8 +158,14 @@ def outcome(decoder: Any, data: bytes) -> Any:
 @example(b"[1e-99, 1e-100]")  # the most decimals, and one more
 @example(b"[0E-99, 0E-100]")
 def test_fast_decoder_is_loads(data):
-    """Every body: the value loads gives, form for form, or loads's refusal."""
-    assert outcome(exactjson.loads_document, data) == outcome(exactjson.loads, data)
+    """Every body: the value loads gives, form for form, or loads's refusal; and the fast
+    path, which loads_document takes on bodies longer than these, gives the same value
+    whenever it takes a document."""
+    expected = outcome(exactjson.loads, data)
+    assert outcome(exactjson.loads_document, data) == expected
+    fast = exactjson._fast(data)
+    if fast is not None:
+        assert shape(fast) == expected
 
 
 @pytest.mark.parametrize(
