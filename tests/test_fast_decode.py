@@ -6,6 +6,7 @@ and surrogate escapes, big integers, BOM, invalid UTF-8, cut text)."""
 
 from __future__ import annotations
 
+import decimal
 import json
 from decimal import Decimal
 from typing import Any
@@ -241,3 +242,32 @@ def test_the_fast_path_takes_what_needs_no_second_look(data):
     """No needless fallback to loads on what it accepts at once: the deepest nesting
     allowed, escapes other than a colon's, the longest numbers, exponents, NaN."""
     assert shape(exactjson._fast(data)) == shape(exactjson.loads(data))
+
+
+number_parts = st.tuples(
+    st.sampled_from(["", "-"]),
+    st.text("0123456789", min_size=1, max_size=110).map(lambda d: d.lstrip("0") or "0"),
+    st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=110).map(lambda d: "." + d)),
+    st.one_of(st.just(""), st.tuples(st.sampled_from(["e", "E+", "e-"]), st.integers(0, 250))),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(number_parts)
+@example(("", "9" * 50, "." + "9" * 50, ""))  # the most digits, each limit at its edge
+@example(("-", "9" * 50, "." + "9" * 51, ""))
+@example(("", "1", "." + "0" * 98, ("E+", 99)))
+@example(("", "1", "", ("e-", 99)))
+def test_the_digit_limit_context_reads_numbers_as_decimal_does(parts):
+    """_WITHIN_DIGITS reads a number's text to Decimal(text), digit for digit, and raises
+    exactly where that Decimal has more than MAX_DIGITS digits (the strict decoder's rule)."""
+    sign, whole, fraction, exponent = parts
+    text = sign + whole + fraction + ("" if not exponent else f"{exponent[0]}{exponent[1]}")
+    expected = Decimal(text)
+    try:
+        read = exactjson._WITHIN_DIGITS.create_decimal(text)
+    except decimal.DecimalException:
+        assert exactjson._digits(expected) > MAX_DIGITS
+    else:
+        assert exactjson._digits(expected) <= MAX_DIGITS
+        assert read.as_tuple() == expected.as_tuple()
