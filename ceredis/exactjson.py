@@ -5,16 +5,20 @@ infinities become Decimals for the caller to refuse; duplicate keys, nesting dee
 than :data:`MAX_DEPTH`, numbers longer than :data:`MAX_DIGITS` digits, lone surrogates
 and invalid UTF-8 are errors naming what and where. With ``mark=True`` a number too
 long or a value too deep is replaced by an :func:`unreadable` marker instead, so that a
-record holding one is refused as an invalid record naming its field.
+record holding one is refused as an invalid record naming its field. A whole document
+(an HTTP body) is read faster by :func:`loads_document`, to the same values and errors.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from ceredis.errors import CeredisError
 
@@ -23,6 +27,7 @@ __all__ = [
     "MAX_DIGITS",
     "JSONError",
     "loads",
+    "loads_document",
     "loads_each",
     "number",
     "unreadable",
@@ -101,6 +106,48 @@ def loads_each(texts: Iterable[str]) -> list[Any]:
         else:
             values.append(loads(text))
     return values
+
+
+def loads_document(data: bytes) -> Any:
+    """:func:`loads` of one whole document's bytes (an HTTP body), faster on large ones:
+    no Python call per object; whatever :func:`_fast` cannot vouch for, loads decides."""
+    value = _fast(data) if len(data) > _SMALL and _DEPTH_CHECKED else None
+    return loads(data) if value is None else value
+
+
+def _fast(data: bytes) -> Any:
+    """The value *data* holds, exactly as :func:`loads` gives it, or ``None`` for loads
+    to decide (a ``null`` document included).
+
+    The value comes from the C scanner loads uses (numbers ``int`` and ``Decimal(text)``),
+    without its per-object duplicate check; re-encoding the value with orjson (inside
+    :data:`_WRAP` lists) then checks at C speed what that hook and :func:`_within_limits`
+    check:
+
+    * nesting deeper than MAX_DEPTH: orjson refuses to nest deeper than _ORJSON_DEPTH;
+    * a duplicate key: a key is followed by a colon in the text and in orjson's text, and
+      the other colons are those of the strings, the same in both unless escaped
+      (``\\u003a``): a key dropped as a duplicate leaves orjson's text fewer colons;
+    * a lone surrogate, an integer beyond 64 bits: orjson refuses them;
+    * a number with a fraction or an exponent and more than MAX_DIGITS digits: it is read
+      in :data:`_WITHIN_DIGITS`, which raises (another integer is beyond 64 bits).
+    """
+    if b"\\" in data and _COLON_ESCAPE.search(data):
+        return None
+    try:
+        value = _FAST.decode(data.decode("utf-8"))
+    except (ValueError, RecursionError, decimal.DecimalException):  # loads names the error
+        return None
+    wrapped: Any = value
+    for _ in range(_WRAP):
+        wrapped = [wrapped]
+    try:
+        encoded = orjson.dumps(wrapped, default=str)
+    except orjson.JSONEncodeError:  # too deep, a lone surrogate, a big number
+        return None
+    if encoded.count(b":") != data.count(b":"):
+        return None
+    return value
 
 
 def _strict(text: str, mark: bool) -> Any:
@@ -302,6 +349,40 @@ def _byte(text: str, position: int) -> int:
     return len(text[:position].encode("utf-8", "surrogatepass"))
 
 
+#: The deepest nesting orjson writes: deeper, ``orjson.dumps`` raises "Recursion limit".
+_ORJSON_DEPTH = 254
+#: Lists around a value re-encoded by :func:`_fast`, so that orjson refuses exactly the
+#: values that nest deeper than MAX_DEPTH.
+_WRAP = _ORJSON_DEPTH - MAX_DEPTH
+_COLON_ESCAPE = re.compile(rb"\\u003[aA]")
+#: Bytes up to which loads is cheaper than :func:`_fast` (whose checks cost about 8 µs).
+_SMALL = 1024
+
+
+def _nests_at_most(depth: int) -> bool:
+    """Whether orjson writes *depth* nested arrays and objects but refuses one level more."""
+
+    def nested(levels: int) -> Any:
+        value: Any = None
+        for level in range(levels):
+            value = [value] if level % 2 else {"k": value}
+        return value
+
+    try:
+        orjson.dumps(nested(depth))
+    except orjson.JSONEncodeError:
+        return False
+    try:
+        orjson.dumps(nested(depth + 1))
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
+#: Whether the installed orjson nests as :func:`_fast` assumes (else loads decides alone).
+_DEPTH_CHECKED = _nests_at_most(_ORJSON_DEPTH)
+
+
 # Built once (a JSONDecoder per call was a tenth of the decoding time). Every decoder
 # refuses duplicate keys; _PLAIN leaves numbers to C (int, Decimal), and its result is
 # kept only when _within_limits finds nothing the strict ones would refuse or mark.
@@ -315,3 +396,14 @@ _STRICT = {
     )
     for mark in (False, True)
 }
+#: Reads a number's text exactly as ``Decimal(text)`` does, but raises (Rounded, Overflow,
+#: Clamped) where that Decimal has more than MAX_DIGITS digits in fixed point: more
+#: coefficient digits than its precision, an adjusted exponent above Emax (too many
+#: integer digits), an exponent below Etiny = Emin - prec + 1 (too many decimals).
+_WITHIN_DIGITS = decimal.Context(
+    prec=MAX_DIGITS,
+    Emax=MAX_DIGITS - 1,
+    Emin=0,
+    traps=[decimal.Rounded, decimal.Overflow, decimal.Clamped],
+)
+_FAST = json.JSONDecoder(parse_float=_WITHIN_DIGITS.create_decimal, parse_constant=Decimal)

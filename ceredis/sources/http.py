@@ -86,8 +86,9 @@ def snippet(body: bytes | str, limit: int = SNIPPET_CHARS) -> str:
 
 
 def parse_json(body: bytes) -> Any:
-    """Decode a JSON body keeping numbers exact: ``int`` or ``decimal.Decimal``."""
-    return exactjson.loads(body)
+    """Decode a JSON body keeping numbers exact: ``int`` or ``decimal.Decimal``, as
+    ``exactjson.loads`` does (:func:`~ceredis.exactjson.loads_document`, faster on pages)."""
+    return exactjson.loads_document(body)
 
 
 # -- the client ------------------------------------------------------------------------

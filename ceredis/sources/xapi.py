@@ -274,13 +274,12 @@ class XapiSource(RemoteSource):
 
 
 def _is_voiding(statement: Mapping[str, Any]) -> bool:
-    verb, obj = statement.get("verb"), statement.get("object")
-    return (
-        isinstance(verb, Mapping)
-        and verb.get("id") == _VOIDED
-        and isinstance(obj, Mapping)
-        and obj.get("objectType") == "StatementRef"
-    )
+    verb = statement.get("verb")
+    if (type(verb) is dict or isinstance(verb, Mapping)) and verb.get("id") == _VOIDED:
+        obj = statement.get("object")
+        is_ref = type(obj) is dict or isinstance(obj, Mapping)
+        return is_ref and obj.get("objectType") == "StatementRef"
+    return False
 
 
 def _effective(statements: Iterator[Any]) -> list[Any]:
@@ -289,23 +288,29 @@ def _effective(statements: Iterator[Any]) -> list[Any]:
     by_id: dict[str, Any] = {}
     voided: set[Any] = set()
     for statement in statements:
-        if isinstance(statement, Mapping):
+        if type(statement) is dict or isinstance(statement, Mapping):
             if _is_voiding(statement):
                 voided.add(statement["object"].get("id"))
                 continue
             sid = statement.get("id")
             if isinstance(sid, str):
-                if sid in by_id and by_id[sid] == statement:
+                first = by_id.get(sid)
+                if first is None:
+                    by_id[sid] = statement
+                elif first == statement:
                     continue  # the same statement seen on two pages
-                by_id.setdefault(sid, statement)
         kept.append(statement)
-    kept = [s for s in kept if not (isinstance(s, Mapping) and s.get("id") in voided)]
+    kept = [
+        s
+        for s in kept
+        if not ((type(s) is dict or isinstance(s, Mapping)) and s.get("id") in voided)
+    ]
     return sorted(kept, key=_order)
 
 
 def _order(statement: Any) -> tuple[Any, ...]:
     """Sort key: the timestamp's instant, then the statement id; unreadable ones last."""
-    if not isinstance(statement, Mapping):
+    if type(statement) is not dict and not isinstance(statement, Mapping):
         return (2, json.dumps(statement, default=str, sort_keys=True))
     sid = str(statement.get("id", ""))
     stamp = statement.get("timestamp")
@@ -315,4 +320,4 @@ def _order(statement: Any) -> tuple[Any, ...]:
         moment = None
     if moment is None or moment.utcoffset() is None:
         return (1, str(stamp), sid)
-    return (0, moment.astimezone(UTC), sid)
+    return (0, moment.astimezone(UTC), sid)  # one zone: cheap comparisons

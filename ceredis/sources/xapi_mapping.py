@@ -89,19 +89,26 @@ def statement_to_evidence(
     where = f"statement {sid}" if isinstance(sid, str) and sid else f"statement #{position}"
     context = _mapping(statement.get("context"))
     extensions = _mapping(context.get("extensions"))
-    fields: dict[str, Any] = {}
-
-    _put(fields, "evidenceId", extensions.get(EVIDENCE_ID, sid))
-    _put(fields, "agentId", actor_id(statement.get("actor"), home_page))
-    obj = _mapping(statement.get("object"))
-    activity_id = obj.get("id") if obj.get("objectType", "Activity") == "Activity" else None
-    _put(fields, "competencyId", extensions.get(COMPETENCY, activity_id))
-    _put(fields, "evidenceType", extensions.get(EVIDENCE_TYPE))
-    _put(fields, "rawScore", raw_score(_mapping(statement.get("result"))))
-    _put(fields, "timestamp", statement.get("timestamp"))
-    _put(fields, "context", extensions.get(CONTEXT, context.get("registration")))
-    _put(fields, "validator", extensions.get(VALIDATOR, _agent_label(context.get("instructor"))))
-    return RawEvidence(fields, where)
+    # Read in the order of the record's fields; a default is looked up only when used.
+    found = {
+        "evidenceId": extensions.get(EVIDENCE_ID, sid),
+        "agentId": actor_id(statement.get("actor"), home_page),
+        "competencyId": extensions.get(COMPETENCY, _NONE),
+        "evidenceType": extensions.get(EVIDENCE_TYPE),
+        "rawScore": raw_score(_mapping(statement.get("result"))),
+        "timestamp": statement.get("timestamp"),
+        "context": extensions.get(CONTEXT, _NONE),
+        "validator": extensions.get(VALIDATOR, _NONE),
+    }
+    if found["competencyId"] is _NONE:
+        obj = _mapping(statement.get("object"))
+        is_activity = obj.get("objectType", "Activity") == "Activity"
+        found["competencyId"] = obj.get("id") if is_activity else None
+    if found["context"] is _NONE:
+        found["context"] = context.get("registration")
+    if found["validator"] is _NONE:
+        found["validator"] = _agent_label(context.get("instructor"))
+    return RawEvidence({k: v for k, v in found.items() if v is not None}, where)
 
 
 def raw_score(result: Mapping[str, Any]) -> Any:
@@ -119,9 +126,11 @@ def raw_score(result: Mapping[str, Any]) -> Any:
         if not _is_number(raw):
             return raw
         low, high = score.get("min", 0), score.get("max", 100)
-        if not (_is_number(low) and _is_number(high)) or not Decimal(low) < Decimal(high):
+        if type(low) is int and type(high) is int and low == 0 and high == 100:
+            value = raw  # the usual scale, the checks below all pass
+        elif not (_is_number(low) and _is_number(high)) or not Decimal(low) < Decimal(high):
             return f"result.score min {low} / max {high} is not a scale"
-        if low == 0 and high == 100:
+        elif low == 0 and high == 100:
             value = raw
         else:
             value = _normalise(Decimal(raw), Decimal(low), Decimal(high))
@@ -139,6 +148,9 @@ def raw_score(result: Mapping[str, Any]) -> Any:
     text = _mapping(result.get("extensions")).get(RAW_SCORE_TEXT)
     if text is None:
         return value
+    kind = type(value)
+    if (kind is Decimal or kind is int) and type(text) is str and str(value) == text:
+        return value  # the text of the value itself: it agrees, and adds no digit
     exact = _decimal(text)
     if exact is None or abs(exact - Decimal(value)) > abs(exact) * _FLOAT_TOLERANCE:
         return f"result.score gives {value} but the raw-score extension says {text!r}"
@@ -187,8 +199,4 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-def _put(fields: dict[str, Any], name: str, value: Any) -> None:
-    if value is not None:
-        fields[name] = value
+_NONE = object()  # a field's default not looked up yet
