@@ -4,10 +4,11 @@
 
 The stages a pool worker runs for one learner of an evidence file, measured one by one
 (process CPU time, best of 5 rounds over the same learners): fetch (the index rows,
-decoded exactly), the JSON-safe ``submitted`` form, validation and scoring with the
-normalised inputs (``score_learner``), and the canonical ledger record with its SHA-256
-(``encode_record``). No database and no pool: the figures are the scoring path's own
-cost, to compare before and after a change of it in one run (issue 12: the lean path).
+decoded), validation and scoring with the normalised inputs (``score_delivered``: plainly
+valid records in one pass, any other through ``submitted``), and the canonical ledger
+record with its SHA-256 (``encode_record``). No database and no pool: the figures are the
+scoring path's own cost, to compare before and after a change of it in one run (issue
+12: the lean path).
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._bench import cohort
 from ceredis import __version__
-from ceredis.evidence import submitted
-from ceredis.record import encode_record, score_learner
+from ceredis.record import encode_record, score_delivered
 from ceredis.referential import bundled_referential
 from ceredis.sources.files import FileSource
 
@@ -54,15 +54,13 @@ def main() -> None:
         source = FileSource(evidence)
         referential = bundled_referential()
         raws = {a: source.fetch(a) for a in ids}
-        forms = {a: [submitted(r) for r in raws[a]] for a in ids}
         scored = {
-            a: score_learner(a, forms[a], referential, engine_version=__version__) for a in ids
+            a: score_delivered(a, raws[a], referential, engine_version=__version__) for a in ids
         }
         stages = {
-            "fetch (index rows, exact decode)": lambda: [source.fetch(a) for a in ids],
-            "submitted (JSON-safe form)": lambda: [[submitted(r) for r in raws[a]] for a in ids],
-            "score_learner (validate, score, inputs)": lambda: [
-                score_learner(a, forms[a], referential, engine_version=__version__) for a in ids
+            "fetch (index rows, decoded)": lambda: [source.fetch(a) for a in ids],
+            "score_delivered (validate, score, inputs)": lambda: [
+                score_delivered(a, raws[a], referential, engine_version=__version__) for a in ids
             ],
             "encode_record (canonical record, SHA-256)": lambda: [
                 encode_record(a, *scored[a]) for a in ids

@@ -122,7 +122,13 @@ class Setting:
 
 
 def candidate_settings(point: Point, has_in_flight: bool) -> list[Setting]:
-    """Every setting the tuning tries: at most N processes, at most N requests in flight."""
+    """Every setting the tuning tries: at most N processes, at most N requests in flight.
+
+    A file source waits for nothing, so its best setting is as many processes as cores
+    (at most N): tuning it on a short sample only measured the start-up, which one
+    process pays as fast as two, and picked one process for N = 2."""
+    if point.source == "file":
+        return [default_setting(point, has_in_flight)]
     workers = [w for w in (1, 2, 4, 8, 16) if w <= point.n]
     if point.n not in workers:
         workers.append(point.n)
