@@ -220,11 +220,10 @@ class _Worker:
         if waits is not None:
             waits[2 * self.slot], waits[2 * self.slot + 1] = what, since
 
-    def _score(
-        self, task: Task, fetching: Future | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The learner's result and inputs; *fetching* is its prefetched evidence, if any
-        (a retry after an outage fetches again, inline)."""
+    def _score(self, task: Task, fetching: Future | None = None) -> tuple[dict[str, Any], Any]:
+        """The learner's result and ledger inputs (a dict, canonical bytes, or ``None``);
+        *fetching* is its prefetched evidence, if any (a retry after an outage fetches
+        again, inline)."""
         referential = self.context.referential
         if task.deaths >= 2:
             message = "worker process died while scoring this learner (twice); not retried"

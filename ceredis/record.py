@@ -69,7 +69,8 @@ def score_delivered(
     engine_version: str,
 ) -> tuple[dict[str, Any], Any]:
     """:func:`score_learner` of records as a source delivered them: plainly valid ones in
-    one pass, with their inputs encoded directly; any other through ``submitted``."""
+    one pass, their inputs as canonical bytes (:func:`evidence_inputs`); any other
+    through ``submitted``."""
     evidence = plain_evidence(agent_id, records, referential)
     if evidence is None:
         forms = [submitted(r) for r in records]
