@@ -751,7 +751,19 @@ def _calibrate_main(spec: CalibrationSpec) -> dict[str, Any]:
     db_capacity = spec.writers * per_writer / (max(e for _, e in spans) - min(s for s, _ in spans))
 
     outcomes = [
-        Outcome(i, a, res["status"], res["ceredisScore"], res["cecrlLevel"], rec, 4242, ms, None)
+        Outcome(
+            i,
+            a,
+            res["status"],
+            res["ceredisScore"],
+            res["cecrlLevel"],
+            rec,
+            4242,
+            ms,
+            None,
+            res["bandLevel"],
+            res["domainScores"],
+        )
         for i, (a, res, rec, _, ms) in enumerate(scored)
     ]
     # The parent's cost per record: ledger append (group fsync) + report count + detail.

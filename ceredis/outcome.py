@@ -57,7 +57,9 @@ class Counts:
 class Outcome(NamedTuple):
     """One learner's outcome, as a worker returns it to the parent (or a resume reads it).
 
-    ``worker`` and ``duration_ms`` are None for a learner recorded by an earlier run.
+    ``worker`` and ``duration_ms`` are None for a learner recorded by an earlier run;
+    ``band`` and ``domains`` are the result's ``bandLevel`` and ``domainScores``, for the
+    report (so the parent never parses the record back).
     """
 
     index: int
@@ -69,6 +71,8 @@ class Outcome(NamedTuple):
     worker: int | None
     duration_ms: float | None
     error: str | None
+    band: str | None = None
+    domains: Mapping[str, Decimal | None] | None = None
 
     @classmethod
     def recorded(cls, index: int, body: Mapping[str, Any], record: bytes) -> Outcome:
@@ -84,4 +88,6 @@ class Outcome(NamedTuple):
             None,
             None,
             result.get("error"),
+            result.get("bandLevel"),
+            result.get("domainScores"),
         )

@@ -283,6 +283,8 @@ class _Worker:
                     self.pid,
                     duration + write_ms,
                     result.get("error"),
+                    result["bandLevel"],
+                    result["domainScores"],
                 )
             )
         return outcomes

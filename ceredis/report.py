@@ -19,13 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 from ceredis import __version__
 from ceredis.outcome import Counts, Outcome, Status
 from ceredis.private import create_private, private_dir
-from ledger.canonical import Fragment, canonical, fast_canonical
-from ledger.decode import parse
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson is a declared dependency
-    orjson = None  # type: ignore[assignment]
+from ledger.canonical import canonical, fast_canonical
 
 if TYPE_CHECKING:
     from ceredis.plan import BatchPlan
@@ -165,15 +159,14 @@ class ReportFile:
     def detail(self, outcome: Outcome) -> None:
         """Append one learner's line of the report."""
         duration = outcome.duration_ms
-        band, domains = _band_and_domains(outcome.record)
-        self.tally.add(outcome, band)
+        self.tally.add(outcome, outcome.band)
         entry: dict[str, Any] = {
             "agentId": outcome.agent_id,
             "status": outcome.status,
             "ceredisScore": outcome.score,
-            "bandLevel": band,
+            "bandLevel": outcome.band,
             "cecrlLevel": outcome.level,
-            "domainScores": domains,
+            "domainScores": outcome.domains,
             "workerId": outcome.worker,
             "durationMs": None if duration is None else Decimal(f"{duration:.3f}"),
             "error": outcome.error,
@@ -212,86 +205,3 @@ class ReportFile:
         """Close without finishing (the run was interrupted); the partial file stays."""
         if not self._file.closed:
             self._file.close()
-
-
-def _band_and_domains(record: bytes) -> tuple[Any, Any]:
-    """The result's ``bandLevel`` and ``domainScores`` of a canonical record body.
-
-    Both are read with orjson from the few bytes around them, never the large inputs nor
-    the competencies; the scores are kept as their canonical bytes, so 72.50 keeps its
-    digits. Whatever this reading cannot vouch for goes through the exact decoder.
-    """
-    text = _result_text(record)
-    if text is None:
-        return None, None
-    band = _band(text)
-    domains = _tail_member(text, "domainScores")
-    if band is not _UNKNOWN and domains is not None:
-        return band, None if domains == b"null" else domains
-    exact = parse(text)
-    exact = exact if isinstance(exact, dict) else {}
-    return exact.get("bandLevel"), exact.get("domainScores")
-
-
-_UNKNOWN = object()
-
-
-def _band(text: bytes) -> Any:
-    """``bandLevel`` (a string or None) from the head of a result object, which ends where
-    the next key, ``cecrlLevel``, starts; _UNKNOWN when the head does not show it.
-
-    A raw ``"key":`` never occurs inside a canonical string (its quotes are escaped), and
-    the head cut at a nested key would lack closing brackets and fail to parse.
-    """
-    cut = text.find(b',"cecrlLevel":')
-    if orjson is None or cut < 0 or text.find(b',"cecrlLevel":', cut + 1) >= 0:
-        return _UNKNOWN
-    try:
-        head = orjson.loads(text[:cut] + b"}")
-    except orjson.JSONDecodeError:
-        return _UNKNOWN
-    if not isinstance(head, dict) or list(head)[-1:] != ["bandLevel"]:
-        return _UNKNOWN
-    band = head["bandLevel"]
-    return band if band is None or type(band) is str else _UNKNOWN
-
-
-def _tail_member(text: bytes, key: str) -> Fragment | None:
-    """The canonical bytes of the top-level member *key* of the canonical object *text*,
-    or None when the tail from that key on does not show it for certain.
-
-    The key's one occurrence starts the tail; ``{`` + tail parses only when the key is at
-    the top level (a nested one would leave closing brackets over), and the member ends
-    where the tail's next key starts.
-    """
-    name = b"," + canonical(key) + b":"
-    at = text.find(name)
-    if orjson is None or at < 0 or text.find(name, at + 1) >= 0:
-        return None
-    try:
-        tail = orjson.loads(b"{" + text[at + 1 :])
-    except orjson.JSONDecodeError:
-        return None
-    keys = list(tail)
-    start = at + len(name)
-    end = text.find(b"," + canonical(keys[1]) + b":", start) if len(keys) > 1 else len(text) - 1
-    member = text[start:end]
-    try:
-        same = end > start and orjson.loads(member) == tail[key]
-    except orjson.JSONDecodeError:
-        return None
-    return Fragment(member) if same else None
-
-
-def _result_text(record: bytes) -> bytes | None:
-    """The bytes of the ``result`` object of a canonical record body (without its large
-    inputs), or None if it has none.
-
-    Canonical JSON sorts keys (``agentId``, ``inputs``, ``result``, ``status``) and escapes
-    every quote inside a string, so the last ``,"result":`` starts the result.
-    """
-    start = record.rfind(b',"result":')
-    end = record.rfind(b',"status":')
-    if start < 0 or end < start:
-        return None
-    return record[start + len(b',"result":') : end]

@@ -68,8 +68,8 @@ def evaluate_submitted(
     No records gives ``SKIPPED``; any invalid record gives ``ERROR`` listing every
     problem — never a score computed on a subset.
     """
-    stamp = _stamp(agent_id, referential, engine_version)
     if not records:
+        stamp = _stamp(agent_id, referential, engine_version)
         return {**stamp, **_empty(Status.SKIPPED), "reason": "no evidence"}, []
     evidence, problems = validate(agent_id, records, referential)
     if problems:
@@ -78,7 +78,8 @@ def evaluate_submitted(
             problems
         )
         return error_result(agent_id, referential, message, engine_version=engine_version), None
-    return {**stamp, **score(evidence, referential)}, evidence
+    result = evaluate_evidence(agent_id, evidence, referential, engine_version=engine_version)
+    return result, evidence
 
 
 def evaluate_evidence(

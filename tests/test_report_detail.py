@@ -1,5 +1,6 @@
-"""The report's per-learner lines, read from each record's bytes without parsing its whole
-result, are exactly those the exact decoder gives: same bytes, same digits (72.50)."""
+"""The report's per-learner lines, written from what each outcome carries (the band and
+domain scores the worker had), are exactly those the exact decoder reads back from the
+learner's record: same bytes, same digits (72.50)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ def outcome_of(index: int, result: dict[str, Any]) -> Outcome:
             "result": result, "status": result.get("status", "OK")}  # fmt: skip
     score, level = result.get("ceredisScore"), result.get("cecrlLevel")
     return Outcome(index, result["agentId"], body["status"], score, level, canonical(body),
-                   1234, 2.5, result.get("error"))  # fmt: skip
+                   1234, 2.5, result.get("error"), result.get("bandLevel"),
+                   result.get("domainScores"))  # fmt: skip
 
 
 def expected_line(outcome: Outcome, result: dict[str, Any]) -> bytes:
@@ -112,7 +114,7 @@ def test_digits_are_kept(tmp_path: Path) -> None:
 
 
 def test_tally_counts_held_learners(tmp_path: Path) -> None:
-    """The band read from the head of the result feeds the held-below-band count."""
+    """The outcome's band feeds the held-below-band count."""
     report = ReportFile(tmp_path / "report.json")
     for index, case in enumerate(RESULTS):
         report.detail(outcome_of(index, RESULTS[case]))
