@@ -445,6 +445,7 @@ def scored(
                 try:
                     chunk = results.next(timeout=_POLL)
                 except StopIteration:
+                    _close(pool)
                     return
                 except mp.TimeoutError:
                     dead = _dead_slots(slots)
@@ -513,6 +514,15 @@ def _alive(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
+
+
+def _close(pool: Any) -> None:
+    """Every chunk is back: let the workers read their sentinels and exit on their own,
+    before :func:`_shutdown` terminates what is left (``terminate`` alone at times hangs,
+    gh-78178, until _shutdown's 10 s timeout); a close that hangs is left to it too."""
+    closer = threading.Thread(target=lambda: (pool.close(), pool.join()), daemon=True)
+    closer.start()
+    closer.join(10)
 
 
 def _shutdown(pool: Any) -> None:
