@@ -1,9 +1,10 @@
 """The HTTP client shared by remote evidence sources (CaSS, xAPI).
 
 One :class:`HttpClient` per worker process, used by its fetch threads. It owns one
-``urllib3`` connection pool to its one server, created lazily on the first request in
-the process that uses it (never inherited through ``fork``) and sized for the batch's
-requests in flight, and gives every logical request:
+pool of keep-alive connections to its one server
+(:class:`~ceredis.sources.connections.ConnectionPool`), created lazily on the first
+request in the process that uses it (never inherited through ``fork``) and sized for
+the batch's requests in flight, and gives every logical request:
 
 * explicit connect/read timeouts plus a wall-clock deadline covering all attempts;
 * retries with jittered exponential backoff on connection errors, timeouts,
@@ -22,21 +23,23 @@ When to retry and how long to wait is decided by the pure :mod:`ceredis.sources.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import random
 import re
+import socket
 import threading
 import time
 import urllib.parse
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
-
 from ceredis import exactjson
 from ceredis.errors import ConfigError, SourceError, SourceUnavailable
+from ceredis.sources.connections import ConnectionPool, decoder
 from ceredis.sources.ratelimit import RateLimiter
 from ceredis.sources.retry import (
     ENV_DEADLINE,
@@ -131,7 +134,10 @@ class _AttemptFailed(Exception):
         return (_AttemptFailed, (self.failure,))
 
 
-_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+_TRANSPORT_ERRORS = (http.client.HTTPException, OSError)
+#: A request target http.client sends as it is (anything else is percent-encoded first).
+_PLAIN_TARGET = re.compile(r"[!#-~]*")
+_TARGET_SAFE = "!#$%&'()*+,-./:;=?@[]_~"
 #: Header names whose values are credentials: redacted from every message.
 _SECRET_HEADERS = frozenset(
     {"authorization", "proxy-authorization", "cookie", "x-api-key", "signaturesheet"}
@@ -178,6 +184,7 @@ class HttpClient:
             )
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
         self.name = name or parts.netloc
         self.limiter = limiter
         self.timeouts = timeouts or Timeouts()
@@ -193,8 +200,7 @@ class HttpClient:
         self._rng = rng or random.Random()
         bound = limiter.in_flight if limiter is not None else None
         self._maxsize = maxsize or min(MAX_CONNECTIONS, max(2, bound or 0))
-        self._timeout = urllib3.Timeout(connect=self.timeouts.connect, read=self.timeouts.read)
-        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._pool: ConnectionPool | None = None
         self._pool_pid: int | None = None
         self._lock = threading.Lock()
         self._stats = {"requests": 0, "retries": 0, "errors": 0, "throttled": 0, "waited_s": 0.0}
@@ -379,8 +385,8 @@ class HttpClient:
         with self._lock:
             self._stats[key] += amount
 
-    def _connections(self) -> urllib3.HTTPConnectionPool:
-        """This process's pool of connections to the server (one origin: no PoolManager)."""
+    def _connections(self) -> ConnectionPool:
+        """This process's pool of connections to the server."""
         pid = os.getpid()
         pool = self._pool
         if pool is None or self._pool_pid != pid:
@@ -388,8 +394,8 @@ class HttpClient:
                 if self._pool is None or self._pool_pid != pid:
                     # Created in the process that uses it: a pool inherited through fork
                     # would share sockets with the parent.
-                    self._pool = urllib3.connection_from_url(
-                        self._origin, maxsize=self._maxsize, block=False
+                    self._pool = ConnectionPool(
+                        self._scheme, self._host, self._port, maxsize=self._maxsize
                     )
                     self._pool_pid = pid
                 pool = self._pool
@@ -420,57 +426,61 @@ class HttpClient:
         remaining: float,
         deadline: float,
     ) -> Response:
-        pool = self._connections()
-        timeout = self._timeout
-        if remaining < self.timeouts.connect or remaining < self.timeouts.read:
-            timeout = urllib3.Timeout(
-                connect=min(self.timeouts.connect, remaining),
-                read=min(self.timeouts.read, remaining),
-            )
-        self._count("requests")
-        try:
-            resp = pool.urlopen(
-                method,
-                url,
-                body=body,
-                headers=headers,
-                timeout=timeout,
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                preload_content=False,
-            )
-        except urllib3.exceptions.NameResolutionError:
-            raise _AttemptFailed(
-                Failure("connection", "cannot resolve the host name (DNS)")
-            ) from None
-        except urllib3.exceptions.NewConnectionError as exc:
-            # A subclass of ConnectTimeoutError in urllib3 2.x: not a timeout.
-            reason = str(exc).rsplit("Failed to establish a new connection: ", 1)[-1]
-            raise _AttemptFailed(
-                Failure("connection", f"cannot connect ({snippet(reason, 120)})")
-            ) from None
-        except urllib3.exceptions.ConnectTimeoutError:
-            raise _AttemptFailed(Failure("timeout", "connect timeout")) from None
-        except urllib3.exceptions.ReadTimeoutError:
-            raise _AttemptFailed(
-                Failure("timeout", f"no answer within the {timeout.read_timeout:g} s read timeout")
-            ) from None
-        except _TRANSPORT_ERRORS as exc:
-            raise _AttemptFailed(Failure("connection", _transport_detail(exc))) from None
-        body = self._read_body(resp, deadline)
-        headers_out = {k.lower(): v for k, v in resp.headers.items()}
-        return Response(resp.status, headers_out, body)
+        """One exchange on a pooled connection; the connection is kept only if it is whole.
 
-    def _read_body(self, resp: Any, deadline: float) -> bytes:
-        """The whole body, or _AttemptFailed if it stops, breaks or passes the deadline."""
+        A kept-alive connection the server closed meanwhile fails before any answer: the
+        request is then sent once more, on a new connection, as part of the same attempt.
+        """
+        pool = self._connections()
+        connect = min(self.timeouts.connect, remaining)
+        read = min(self.timeouts.read, remaining)
+        conn = pool.take(connect)
+        self._count("requests")
+        target = _target(url)
+        try:
+            if conn.sock is None:
+                _connect(conn)
+            elif response := _answer_on_kept(conn, method, target, body, headers, read):
+                return self._complete(pool, conn, response, deadline)
+            else:
+                conn.close()
+                conn = pool.take_new(connect)
+                _connect(conn)
+            conn.sock.settimeout(read)
+            response = _exchange(conn, method, target, body, headers, read)
+            return self._complete(pool, conn, response, deadline)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _complete(
+        self,
+        pool: ConnectionPool,
+        conn: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        deadline: float,
+    ) -> Response:
+        """The whole answer; its connection goes back to the pool unless it must close."""
+        result = Response(response.status, _headers(response), self._read_body(response, deadline))
+        if response.will_close:
+            conn.close()
+        else:
+            pool.give_back(conn)
+        return result
+
+    def _read_body(self, resp: http.client.HTTPResponse, deadline: float) -> bytes:
+        """The whole body, decoded (gzip, deflate), or _AttemptFailed if it stops, breaks,
+        cannot be decoded or passes the deadline."""
         chunks: list[bytes] = []
+        decode = decoder(resp.getheader("content-encoding"))
         try:
             while True:
                 chunk = resp.read1(65536)
                 if not chunk:
+                    if resp.length:  # the connection ended before Content-Length bytes
+                        raise http.client.IncompleteRead(b"", resp.length)
                     break
-                chunks.append(chunk)
+                chunks.append(decode.decode(chunk) if decode else chunk)
                 if self._clock() > deadline:
                     raise _AttemptFailed(
                         Failure(
@@ -478,21 +488,17 @@ class HttpClient:
                             f"the body was still arriving at the deadline ({ENV_DEADLINE})",
                         )
                     )
-        except urllib3.exceptions.ReadTimeoutError:
-            resp.close()
+            if decode and chunks:
+                chunks.append(decode.flush())
+            resp.close()  # read to its end: the connection can take the next request
+        except TimeoutError:
             raise _AttemptFailed(
                 Failure("timeout", "the body stopped arriving (read timeout)")
             ) from None
-        except _AttemptFailed:
-            resp.close()
-            raise
-        except _TRANSPORT_ERRORS as exc:
-            resp.close()
+        except (*_TRANSPORT_ERRORS, zlib.error) as exc:
             raise _AttemptFailed(
                 Failure("truncated", f"the body was cut short ({_transport_detail(exc)})")
             ) from None
-        finally:
-            resp.release_conn()
         return b"".join(chunks)
 
     def _status_failure(self, response: Response) -> Failure:
@@ -538,7 +544,7 @@ def _upstream_down(failure: Failure | None, decision: Decision | None) -> bool:
 
 def _transport_detail(exc: BaseException) -> str:
     """A short description of a transport error, without URLs or headers."""
-    # urllib3 errors often wrap the real cause; the innermost one says the most.
+    # An error raised while handling another may hide the cause; the innermost says most.
     inner: BaseException = exc
     seen = 0
     while seen < 5:
@@ -549,6 +555,83 @@ def _transport_detail(exc: BaseException) -> str:
         seen += 1
     name = type(inner).__name__
     text = str(inner)
-    # Drop anything URL-like (urllib3 messages embed the pool and the URL).
+    # Drop anything URL-like: a message must not carry a URL and its query.
     text = " ".join(w for w in text.split() if "://" not in w and "host=" not in w)
     return snippet(f"{name}: {text}" if text else name, 160)
+
+
+def _connect(conn: http.client.HTTPConnection) -> None:
+    """Open *conn*, or _AttemptFailed saying why it could not be opened."""
+    try:
+        conn.connect()
+    except socket.gaierror:
+        raise _AttemptFailed(Failure("connection", "cannot resolve the host name (DNS)")) from None
+    except TimeoutError:
+        raise _AttemptFailed(Failure("timeout", "connect timeout")) from None
+    except OSError as exc:
+        raise _AttemptFailed(
+            Failure("connection", f"cannot connect ({_transport_detail(exc)})")
+        ) from None
+
+
+def _exchange(
+    conn: http.client.HTTPConnection,
+    method: str,
+    target: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    read: float,
+    *,
+    kept: bool = False,
+) -> http.client.HTTPResponse:
+    """Send the request and read the answer's status line and headers (on a *kept*
+    connection, _Closed if the server had closed it: no byte of an answer came)."""
+    try:
+        conn.request(method, target, body=body, headers=dict(headers))
+        return conn.getresponse()
+    except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+        if kept:
+            raise _Closed from None
+        raise _AttemptFailed(Failure("connection", "the server closed the connection")) from None
+    except TimeoutError:
+        raise _AttemptFailed(
+            Failure("timeout", f"no answer within the {read:g} s read timeout")
+        ) from None
+    except _TRANSPORT_ERRORS as exc:
+        raise _AttemptFailed(Failure("connection", _transport_detail(exc))) from None
+
+
+def _answer_on_kept(
+    conn: http.client.HTTPConnection,
+    method: str,
+    target: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    read: float,
+) -> http.client.HTTPResponse | None:
+    """The answer on a kept-alive connection, or None if the server had closed it."""
+    conn.sock.settimeout(read)
+    try:
+        return _exchange(conn, method, target, body, headers, read, kept=True)
+    except _Closed:
+        return None
+
+
+class _Closed(Exception):
+    """Internal: a kept-alive connection was closed by the server before it answered."""
+
+
+def _target(url: str) -> str:
+    """The request target as http.client must send it: printable ASCII, no spaces."""
+    if _PLAIN_TARGET.fullmatch(url):
+        return url
+    return urllib.parse.quote(url, safe=_TARGET_SAFE)
+
+
+def _headers(response: http.client.HTTPResponse) -> dict[str, str]:
+    """The answer's headers by lower-case name; repeated ones joined with ", "."""
+    headers: dict[str, str] = {}
+    for name, value in response.getheaders():
+        key = name.lower()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
