@@ -421,6 +421,17 @@ def _utc_text(value: Any) -> str | None:
     return _timestamp(value)[0]
 
 
+def utc_sort_text(value: Any) -> str | None:
+    """A timestamp of the common form (see :func:`_utc_text`) as its UTC instant written
+    ``YYYY-MM-DDTHH:MM:SS.ffffff``, whose text order is time order; ``None`` otherwise."""
+    if type(value) is not str or len(value) not in (20, 25):
+        return None
+    text = _utc_text(value)
+    if text is None or len(text) != 20 or text[4] != "-":
+        return None
+    return text[:19] + ".000000"
+
+
 _HOURS: dict[str, str] = {}  # (date, hour, offset) → the UTC date and hour
 _MAX_HOURS = 200_000
 

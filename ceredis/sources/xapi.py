@@ -14,13 +14,13 @@ from __future__ import annotations
 import base64
 import json
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ceredis.config import Settings
 from ceredis.errors import ConfigError, SourceError
-from ceredis.evidence import RawEvidence
+from ceredis.evidence import RawEvidence, utc_sort_text
 from ceredis.sources.http import parse_json
 from ceredis.sources.ratelimit import RateLimiter
 from ceredis.sources.remote import RemoteSource, http_client
@@ -290,7 +290,9 @@ def _effective(statements: Iterator[Any]) -> list[Any]:
     for statement in statements:
         if type(statement) is dict or isinstance(statement, Mapping):
             if _is_voiding(statement):
-                voided.add(statement["object"].get("id"))
+                target = statement["object"].get("id")
+                if isinstance(target, Hashable):  # not a list: no statement has that id
+                    voided.add(target)
                 continue
             sid = statement.get("id")
             if isinstance(sid, str):
@@ -300,24 +302,37 @@ def _effective(statements: Iterator[Any]) -> list[Any]:
                 elif first == statement:
                     continue  # the same statement seen on two pages
         kept.append(statement)
-    kept = [
-        s
-        for s in kept
-        if not ((type(s) is dict or isinstance(s, Mapping)) and s.get("id") in voided)
-    ]
+    if voided:
+        kept = [
+            s
+            for s in kept
+            if not (_is_dict(s) and isinstance(s.get("id"), Hashable) and s.get("id") in voided)
+        ]
     return sorted(kept, key=_order)
 
 
+def _is_dict(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _order(statement: Any) -> tuple[Any, ...]:
-    """Sort key: the timestamp's instant, then the statement id; unreadable ones last."""
+    """Sort key: the timestamp's instant, then the statement id; unreadable ones last.
+
+    The instant is its UTC text ``YYYY-MM-DDTHH:MM:SS.ffffff`` (text order is time
+    order), read through the core's cache for the common form.
+    """
     if type(statement) is not dict and not isinstance(statement, Mapping):
         return (2, json.dumps(statement, default=str, sort_keys=True))
     sid = str(statement.get("id", ""))
     stamp = statement.get("timestamp")
+    instant = utc_sort_text(stamp)
+    if instant is not None:
+        return (0, instant, sid)
     try:
         moment = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
-    except ValueError:
-        moment = None
-    if moment is None or moment.utcoffset() is None:
+        utc = moment.astimezone(UTC) if moment and moment.utcoffset() is not None else None
+    except (ValueError, OverflowError):  # not ISO-8601; beyond the year 9999 in UTC
+        utc = None
+    if utc is None:
         return (1, str(stamp), sid)
-    return (0, moment.astimezone(UTC), sid)  # one zone: cheap comparisons
+    return (0, utc.replace(tzinfo=None).isoformat(timespec="microseconds"), sid)

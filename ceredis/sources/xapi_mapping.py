@@ -173,7 +173,8 @@ def _plain(value: Decimal) -> Decimal:
 
 def _decimal(text: Any) -> Decimal | None:
     if isinstance(text, Decimal | int) and not isinstance(text, bool):
-        return Decimal(text)
+        value = Decimal(text)
+        return value if value.is_finite() else None  # NaN, Infinity: no score
     if not isinstance(text, str):
         return None
     try:

@@ -16,6 +16,7 @@ from ceredis.sources.xapi import (
     EVIDENCE_TYPE,
     RAW_SCORE_TEXT,
     XapiSource,
+    _effective,
     check_uri,
     raw_score,
     statement_to_evidence,
@@ -133,6 +134,10 @@ def test_raw_score_text_survives_an_lrs_that_re_encodes_as_doubles() -> None:
             {"score": {"raw": Decimal("72.1")}, "extensions": {RAW_SCORE_TEXT: "72.2"}},
             "raw-score extension says '72.2'",
         ),
+        (
+            {"score": {"raw": Decimal("72.1")}, "extensions": {RAW_SCORE_TEXT: Decimal("NaN")}},
+            "raw-score extension says Decimal('NaN')",
+        ),
     ],
 )
 def test_unusable_scores_are_passed_on_as_text_that_says_why(
@@ -142,6 +147,17 @@ def test_unusable_scores_are_passed_on_as_text_that_says_why(
     value = raw_score(result)
     assert isinstance(value, str)
     assert problem in value
+
+
+def test_statements_with_ids_that_are_not_strings_are_kept_and_void_nothing() -> None:
+    """An id of the wrong kind (a list, an object) is the core's to name, not a crash."""
+    odd = {"id": ["s1"], "timestamp": "2026-10-01T07:30:00Z"}
+    other = {"id": {"n": 1}, "timestamp": "2026-10-01T08:30:00Z"}
+    voiding = {
+        "verb": {"id": "http://adlnet.gov/expapi/verbs/voided"},
+        "object": {"objectType": "StatementRef", "id": ["s1"]},
+    }
+    assert _effective(iter([odd, voiding, other])) == [odd, other]
 
 
 def test_a_result_without_score_has_no_raw_score() -> None:

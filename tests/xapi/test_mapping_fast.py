@@ -140,6 +140,9 @@ timestamps = st.sampled_from(
         "2026-10-01T07:30:00Z",
         "2026-10-01T07:30:00.250+00:00",
         "2026-10-01T03:30:00-04:00",
+        "1000-01-01T00:30:00+01:00",  # year 999 in UTC
+        "0999-12-31T23:30:00-01:00",  # year 1000 in UTC
+        "9999-12-31T23:00:00-01:00",  # beyond the year 9999 in UTC
         "2026-10-01T09:30:00",
         "2026-10-01",
         "yesterday",
@@ -184,6 +187,24 @@ def outcome(run: Any, *args: Any) -> Any:
         return ("raised", type(exc).__name__, str(exc))
 
 
+#: Crashes of the plain mapping fixed since: an id that cannot be hashed (a list), a
+#: raw-score extension that cannot be compared (NaN), a timestamp beyond the year 9999
+#: in UTC. There the product must deliver.
+FIXED_CRASHES = frozenset({"TypeError", "InvalidOperation", "OverflowError"})
+
+
+def agrees(fast: Any, plain: Any) -> bool:
+    """The same outcome; or a delivery where the plain mapping hit a fixed crash; or a
+    message saying why where it took an infinite raw-score extension for the score."""
+    if fast == plain:
+        return True
+    if plain[0] == "raised" and plain[1] in FIXED_CRASHES:
+        return fast[0] != "raised"
+    if plain[0] == "Decimal" and plain[1].exponent == "F":
+        return fast[0] == "str" and "raw-score extension says" in fast[1]
+    return False
+
+
 def records(module: Any, effective: Any, found: list[Any]) -> Any:
     """What the source delivers for *found*: each kept statement's record, in order."""
     kept = effective(iter(found))
@@ -195,7 +216,7 @@ def records(module: Any, effective: Any, found: list[Any]) -> Any:
 def test_fast_mapping_delivers_what_the_plain_one_did(found):
     """The same records in the same order: dedupe, voiding, sort, every field."""
     fast = outcome(records, xapi_mapping, xapi._effective, found)
-    assert fast == outcome(records, reference, reference._effective, found)
+    assert agrees(fast, outcome(records, reference, reference._effective, found))
 
 
 @settings(max_examples=1500, deadline=None)
@@ -209,7 +230,7 @@ def test_fast_mapping_delivers_what_the_plain_one_did(found):
 def test_fast_statement_to_evidence_is_the_plain_one(statement):
     """Each statement alone: the same record (fields, forms, ``where``) or the same error."""
     fast = outcome(xapi_mapping.statement_to_evidence, statement, HOME, 3)
-    assert fast == outcome(reference.statement_to_evidence, statement, HOME, 3)
+    assert agrees(fast, outcome(reference.statement_to_evidence, statement, HOME, 3))
 
 
 @settings(max_examples=1500, deadline=None)
@@ -217,4 +238,4 @@ def test_fast_statement_to_evidence_is_the_plain_one(statement):
 def test_fast_raw_score_is_the_plain_one(result):
     """The same score, Decimal form for form, or the same message saying why not."""
     if isinstance(result, dict):
-        assert outcome(xapi_mapping.raw_score, result) == outcome(reference.raw_score, result)
+        assert agrees(outcome(xapi_mapping.raw_score, result), outcome(reference.raw_score, result))
