@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("psycopg", "http.client", "dask", "distributed", "cryptography", "rich.progress")
+HEAVY = ("psycopg", "ceredis.sources.http", "dask", "distributed", "cryptography", "rich.progress")
 
 
 def loaded_after(code: str, env: dict[str, str] | None = None) -> set[str]:

@@ -23,7 +23,6 @@ When to retry and how long to wait is decided by the pure :mod:`ceredis.sources.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import random
@@ -39,7 +38,15 @@ from typing import Any
 
 from ceredis import exactjson
 from ceredis.errors import ConfigError, SourceError, SourceUnavailable
-from ceredis.sources.connections import ConnectionPool, decoder
+from ceredis.sources.connections import (
+    Answer,
+    Closed,
+    Connection,
+    ConnectionPool,
+    ProtocolError,
+    decoder,
+    request_head,
+)
 from ceredis.sources.ratelimit import RateLimiter
 from ceredis.sources.retry import (
     ENV_DEADLINE,
@@ -134,8 +141,7 @@ class _AttemptFailed(Exception):
         return (_AttemptFailed, (self.failure,))
 
 
-_TRANSPORT_ERRORS = (http.client.HTTPException, OSError)
-#: A request target http.client sends as it is (anything else is percent-encoded first).
+#: A request target sent as it is (anything else is percent-encoded first).
 _PLAIN_TARGET = re.compile(r"[!#-~]*")
 _TARGET_SAFE = "!#$%&'()*+,-./:;=?@[]_~"
 #: Header names whose values are credentials: redacted from every message.
@@ -184,12 +190,17 @@ class HttpClient:
             )
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self._origin = f"{parts.scheme}://{parts.netloc}"
+        self._netloc = parts.netloc  # the Host header
         self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
         self.name = name or parts.netloc
         self.limiter = limiter
         self.timeouts = timeouts or Timeouts()
         self.policy = policy or RetryPolicy()
         self._headers = {"Accept-Encoding": "gzip", **dict(headers or {})}
+        try:
+            request_head("GET", "/", self._netloc, self._headers, None)
+        except ValueError as exc:
+            raise ConfigError(f"HTTP source {self.name}: {exc}") from None
         hidden = [v for k, v in self._headers.items() if k.lower() in _SECRET_HEADERS]
         self._secrets = sorted(
             {s for s in [*hidden, *secrets] if s and len(s) >= 4}, key=len, reverse=True
@@ -432,70 +443,89 @@ class HttpClient:
         request is then sent once more, on a new connection, as part of the same attempt.
         """
         pool = self._connections()
-        connect = min(self.timeouts.connect, remaining)
         read = min(self.timeouts.read, remaining)
-        conn = pool.take(connect)
+        head = request_head(method, _target(url), self._netloc, headers, body)
         self._count("requests")
-        target = _target(url)
-        try:
-            if conn.sock is None:
-                _connect(conn)
-            elif response := _answer_on_kept(conn, method, target, body, headers, read):
-                return self._complete(pool, conn, response, deadline)
-            else:
+        conn = pool.idle()
+        if conn is not None:
+            try:
+                return self._exchange(pool, conn, method, head, body, read, deadline)
+            except _Stale:
                 conn.close()
-                conn = pool.take_new(connect)
-                _connect(conn)
+        conn = _connect(pool, min(self.timeouts.connect, remaining))
+        try:
+            return self._exchange(pool, conn, method, head, body, read, deadline)
+        except _Stale:
+            conn.close()
+            raise _AttemptFailed(
+                Failure("connection", "the server closed the connection")
+            ) from None
+
+    def _exchange(
+        self,
+        pool: ConnectionPool,
+        conn: Connection,
+        method: str,
+        head: bytes,
+        body: bytes | None,
+        read: float,
+        deadline: float,
+    ) -> Response:
+        """Send the request on *conn* and read the whole answer; _Stale if the connection
+        had ended before any byte of an answer came."""
+        try:
             conn.sock.settimeout(read)
-            response = _exchange(conn, method, target, body, headers, read)
-            return self._complete(pool, conn, response, deadline)
+            try:
+                conn.send(head, body)
+                answer = conn.answer(method)
+            except (BrokenPipeError, ConnectionResetError):
+                raise _Stale from None
+            except Closed as exc:
+                if not exc.answered:
+                    raise _Stale from None
+                raise _AttemptFailed(Failure("connection", str(exc))) from None
+            except TimeoutError:
+                raise _AttemptFailed(
+                    Failure("timeout", f"no answer within the {read:g} s read timeout")
+                ) from None
+            except (ProtocolError, OSError) as exc:
+                raise _AttemptFailed(Failure("connection", _transport_detail(exc))) from None
+            response = Response(
+                answer.status, answer.headers, self._read_body(conn, answer, deadline)
+            )
         except BaseException:
             conn.close()
             raise
-
-    def _complete(
-        self,
-        pool: ConnectionPool,
-        conn: http.client.HTTPConnection,
-        response: http.client.HTTPResponse,
-        deadline: float,
-    ) -> Response:
-        """The whole answer; its connection goes back to the pool unless it must close."""
-        result = Response(response.status, _headers(response), self._read_body(response, deadline))
-        if response.will_close:
+        if answer.will_close:
             conn.close()
         else:
             pool.give_back(conn)
-        return result
+        return response
 
-    def _read_body(self, resp: http.client.HTTPResponse, deadline: float) -> bytes:
+    def _read_body(self, conn: Connection, answer: Answer, deadline: float) -> bytes:
         """The whole body, decoded (gzip, deflate), or _AttemptFailed if it stops, breaks,
         cannot be decoded or passes the deadline."""
         chunks: list[bytes] = []
-        decode = decoder(resp.getheader("content-encoding"))
-        try:
-            while True:
-                chunk = resp.read1(65536)
-                if not chunk:
-                    if resp.length:  # the connection ended before Content-Length bytes
-                        raise http.client.IncompleteRead(b"", resp.length)
-                    break
-                chunks.append(decode.decode(chunk) if decode else chunk)
-                if self._clock() > deadline:
-                    raise _AttemptFailed(
-                        Failure(
-                            "timeout",
-                            f"the body was still arriving at the deadline ({ENV_DEADLINE})",
-                        )
+        decode = decoder(answer.headers.get("content-encoding"))
+
+        def take(chunk: bytes) -> None:
+            chunks.append(decode.decode(chunk) if decode else chunk)
+            if self._clock() > deadline:
+                raise _AttemptFailed(
+                    Failure(
+                        "timeout", f"the body was still arriving at the deadline ({ENV_DEADLINE})"
                     )
+                )
+
+        try:
+            conn.body(answer, take)
             if decode and chunks:
                 chunks.append(decode.flush())
-            resp.close()  # read to its end: the connection can take the next request
         except TimeoutError:
             raise _AttemptFailed(
                 Failure("timeout", "the body stopped arriving (read timeout)")
             ) from None
-        except (*_TRANSPORT_ERRORS, zlib.error) as exc:
+        except (Closed, ProtocolError, OSError, zlib.error) as exc:
             raise _AttemptFailed(
                 Failure("truncated", f"the body was cut short ({_transport_detail(exc)})")
             ) from None
@@ -548,7 +578,8 @@ def _transport_detail(exc: BaseException) -> str:
     inner: BaseException = exc
     seen = 0
     while seen < 5:
-        nxt = getattr(inner, "reason", None) or inner.__context__
+        hidden = inner.__suppress_context__  # raised "from None": its own words suffice
+        nxt = getattr(inner, "reason", None) or (None if hidden else inner.__context__)
         if not isinstance(nxt, BaseException) or nxt is inner:
             break
         inner = nxt
@@ -560,10 +591,10 @@ def _transport_detail(exc: BaseException) -> str:
     return snippet(f"{name}: {text}" if text else name, 160)
 
 
-def _connect(conn: http.client.HTTPConnection) -> None:
-    """Open *conn*, or _AttemptFailed saying why it could not be opened."""
+def _connect(pool: ConnectionPool, timeout: float) -> Connection:
+    """A new connection, or _AttemptFailed saying why it could not be opened."""
     try:
-        conn.connect()
+        return pool.connect(timeout)
     except socket.gaierror:
         raise _AttemptFailed(Failure("connection", "cannot resolve the host name (DNS)")) from None
     except TimeoutError:
@@ -574,64 +605,12 @@ def _connect(conn: http.client.HTTPConnection) -> None:
         ) from None
 
 
-def _exchange(
-    conn: http.client.HTTPConnection,
-    method: str,
-    target: str,
-    body: bytes | None,
-    headers: Mapping[str, str],
-    read: float,
-    *,
-    kept: bool = False,
-) -> http.client.HTTPResponse:
-    """Send the request and read the answer's status line and headers (on a *kept*
-    connection, _Closed if the server had closed it: no byte of an answer came)."""
-    try:
-        conn.request(method, target, body=body, headers=dict(headers))
-        return conn.getresponse()
-    except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-        if kept:
-            raise _Closed from None
-        raise _AttemptFailed(Failure("connection", "the server closed the connection")) from None
-    except TimeoutError:
-        raise _AttemptFailed(
-            Failure("timeout", f"no answer within the {read:g} s read timeout")
-        ) from None
-    except _TRANSPORT_ERRORS as exc:
-        raise _AttemptFailed(Failure("connection", _transport_detail(exc))) from None
-
-
-def _answer_on_kept(
-    conn: http.client.HTTPConnection,
-    method: str,
-    target: str,
-    body: bytes | None,
-    headers: Mapping[str, str],
-    read: float,
-) -> http.client.HTTPResponse | None:
-    """The answer on a kept-alive connection, or None if the server had closed it."""
-    conn.sock.settimeout(read)
-    try:
-        return _exchange(conn, method, target, body, headers, read, kept=True)
-    except _Closed:
-        return None
-
-
-class _Closed(Exception):
-    """Internal: a kept-alive connection was closed by the server before it answered."""
+class _Stale(Exception):
+    """Internal: the connection had ended before any byte of an answer came."""
 
 
 def _target(url: str) -> str:
-    """The request target as http.client must send it: printable ASCII, no spaces."""
+    """The request target as it may be sent: printable ASCII, no spaces."""
     if _PLAIN_TARGET.fullmatch(url):
         return url
     return urllib.parse.quote(url, safe=_TARGET_SAFE)
-
-
-def _headers(response: http.client.HTTPResponse) -> dict[str, str]:
-    """The answer's headers by lower-case name; repeated ones joined with ", "."""
-    headers: dict[str, str] = {}
-    for name, value in response.getheaders():
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return headers

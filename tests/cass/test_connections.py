@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
+import socket
 import threading
 import zlib
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         how = self.path.lstrip("/").split("?")[0]
-        type(self).connections.append(id(self.connection))
+        type(self).connections.append(self.client_address[1])  # one port per connection
         body, headers = BODY, {}
         if how == "gzip":
             body, headers = gzip.compress(BODY), {"Content-Encoding": "gzip"}
@@ -129,3 +130,71 @@ def test_a_body_that_cannot_be_decompressed_is_retried_then_reported(server: str
 def test_a_path_with_spaces_and_accents_is_sent_percent_encoded(server: str) -> None:
     with client(server) as http:
         assert http.get_json("plain?next=été 2026") == DOCUMENT
+
+
+# -- answers as raw bytes: what a server may send that http.server does not ----------------
+
+SMALL = b'{"ok":1}'
+RAW = {
+    "interim": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n" + SMALL,
+    "http10": b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + SMALL,
+    "folded": b"HTTP/1.1 200 OK\r\nX-Long: a\r\n b\r\nContent-Length: 8\r\n\r\n" + SMALL,
+    "trailers": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;name=value\r\n" + SMALL[:3] + b"\r\n5\r\n" + SMALL[3:] + b"\r\n0\r\nX-Sum: 1\r\n\r\n"
+    ),
+    "lf-only": b"HTTP/1.1 200 OK\nContent-Length: 8\n\n" + SMALL,
+    "not-http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    "bad-length": b"HTTP/1.1 200 OK\r\nContent-Length: 8, 9\r\n\r\n" + SMALL,
+    "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+}
+
+
+@pytest.fixture
+def raw_server() -> Iterator[str]:
+    """Answers ``GET /<name>`` with RAW[name], then closes the connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                request = conn.recv(65536)
+                name = request.split(b" ", 2)[1].lstrip(b"/").decode()
+                conn.sendall(RAW[name])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+@pytest.mark.parametrize("name", ["interim", "http10", "folded", "trailers", "lf-only"])
+def test_answers_servers_may_send_are_read(raw_server: str, name: str) -> None:
+    with client(raw_server) as http:
+        answer = http.get(name)
+    assert (answer.status, answer.body) == (200, SMALL)
+    if name == "folded":
+        assert answer.headers["x-long"] == "a b"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("not-http", "not an HTTP/1.x status line"),
+        ("bad-length", "is not a length"),
+        ("bad-chunk", "is not hexadecimal"),
+    ],
+)
+def test_answers_that_are_not_http_fail_with_what_was_wrong(
+    raw_server: str, name: str, problem: str
+) -> None:
+    with client(raw_server, retries=0) as http, pytest.raises(SourceError, match=problem):
+        http.get(name)
