@@ -3,13 +3,17 @@ send them (gzip, deflate, chunked, until close), connections kept alive and drop
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import http.server
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -198,3 +202,81 @@ def test_answers_that_are_not_http_fail_with_what_was_wrong(
 ) -> None:
     with client(raw_server, retries=0) as http, pytest.raises(SourceError, match=problem):
         http.get(name)
+
+
+# -- TLS: a server whose certificate a test authority signed -----------------------------
+
+
+def _certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A test authority (its certificate) and a certificate for 127.0.0.1 it signed."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ceredis test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(pem))
+    paths[1].write_bytes(leaf.public_bytes(pem))
+    paths[2].write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server on 127.0.0.1 and the authority that signed its certificate."""
+    ca, cert, key = _certificate(tmp_path)
+    Handler.connections = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{httpd.server_address[1]}/", ca
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_https_is_verified_and_kept_alive(
+    tls_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, ca = tls_server
+    with client(url, retries=0) as http, pytest.raises(SourceError, match="CERTIFICATE_VERIFY"):
+        http.get("plain")  # the machine's authorities do not know the test one
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    with client(url) as http:
+        for how in ("plain", "gzip", "chunked"):
+            assert http.get_json(how) == DOCUMENT
+        assert http.stats()["retries"] == 0
+    assert len(set(Handler.connections)) == 1
