@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
 
 from ceredis.errors import CeredisError
@@ -119,10 +120,11 @@ def _fast(data: bytes) -> Any:
     """The value *data* holds, exactly as :func:`loads` gives it, or ``None`` for loads
     to decide (a ``null`` document included).
 
-    The value comes from the C scanner loads uses (numbers ``int`` and ``Decimal(text)``),
-    without its per-object duplicate check; re-encoding the value with orjson (inside
-    :data:`_WRAP` lists) then checks at C speed what that hook and :func:`_within_limits`
-    check:
+    The value comes from msgspec's decoder (numbers ``int`` and ``Decimal(text)``, from
+    the number's own text: as fast as orjson, which reads floats), which keeps the last
+    of duplicate keys and reads no NaN (left to loads); re-encoding the value with orjson
+    (inside :data:`_WRAP` lists) then checks at C speed what loads' duplicate-key hook and
+    :func:`_within_limits` check:
 
     * nesting deeper than MAX_DEPTH: orjson refuses to nest deeper than _ORJSON_DEPTH;
     * a duplicate key: a key is followed by a colon in the text and in orjson's text, and
@@ -135,7 +137,7 @@ def _fast(data: bytes) -> Any:
     if b"\\" in data and _COLON_ESCAPE.search(data):
         return None
     try:
-        value = _FAST.decode(data.decode("utf-8"))
+        value = _FAST.decode(data)
     except (ValueError, RecursionError, decimal.DecimalException):  # loads names the error
         return None
     wrapped: Any = value
@@ -406,4 +408,6 @@ _WITHIN_DIGITS = decimal.Context(
     Emin=0,
     traps=[decimal.Rounded, decimal.Overflow, decimal.Clamped],
 )
-_FAST = json.JSONDecoder(parse_float=_WITHIN_DIGITS.create_decimal, parse_constant=Decimal)
+#: A whole document's value at orjson's speed: numbers with a fraction or an exponent are
+#: Decimal(text) within MAX_DIGITS, its other checks are :func:`_fast`'s.
+_FAST = msgspec.json.Decoder(float_hook=_WITHIN_DIGITS.create_decimal)
