@@ -284,9 +284,10 @@ class HttpClient:
         return urllib.parse.urlencode(list(form.items())).encode("ascii"), send_headers
 
     def _try(self, send: _Request, deadline: float) -> Response:
-        """One attempt, holding one of the batch's in-flight slots throughout."""
+        """One attempt, holding one of the batch's in-flight slots for the exchange (not
+        for decoding the body: another thread's request is in flight meanwhile)."""
         if self.limiter is None:
-            return self._try_slot(send, deadline)
+            return self._decoded(send, self._try_slot(send, deadline))
         with self.limiter.in_flight_slot(max(0.0, deadline - self._clock())) as held:
             if not held:
                 raise self._give_up(
@@ -294,10 +295,11 @@ class HttpClient:
                     "no request slot freed within the request deadline (see "
                     f"{ENV_IN_FLIGHT} and {ENV_DEADLINE})",
                 )
-            return self._try_slot(send, deadline)
+            response = self._try_slot(send, deadline)
+        return self._decoded(send, response)
 
     def _try_slot(self, send: _Request, deadline: float) -> Response:
-        """One attempt: a rate-limit slot, the exchange, the status and body checked."""
+        """One attempt: a rate-limit slot, the exchange, the status checked."""
         remaining = deadline - self._clock()
         if self.limiter is not None:
             waited = self.limiter.acquire(max_wait=max(0.0, remaining))
@@ -316,6 +318,10 @@ class HttpClient:
         )
         if not (200 <= response.status < 300 or response.status in send.ok):
             raise _AttemptFailed(self._status_failure(response))
+        return response
+
+    def _decoded(self, send: _Request, response: Response) -> Response:
+        """*response* with its body decoded as the request asks (a failure is retried)."""
         if send.decode is None or not 200 <= response.status < 300:
             return response
         try:
