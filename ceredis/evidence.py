@@ -396,7 +396,20 @@ def _timestamp(value: Any) -> tuple[str | None, str | None]:
 def _utc_text(value: Any) -> str | None:
     """:func:`_timestamp`'s text (or ``None``), in few steps for the common form
     ``YYYY-MM-DDTHH:MM:SS`` with ``Z`` or a whole-hour offset: only the date and hour
-    move, so each (date, hour, offset) is converted once and kept."""
+    move, so each (date, hour, offset) is converted once and kept. The last few thousand
+    answers are kept whole too: a source that sorts by instant asks twice per record."""
+    plain = type(value) is str
+    if plain and (known := _RECENT.get(value)) is not None:
+        return known
+    text = _common_utc_text(value)
+    if plain and text is not None:
+        if len(_RECENT) >= _MAX_RECENT:
+            _RECENT.clear()
+        _RECENT[value] = text
+    return text
+
+
+def _common_utc_text(value: Any) -> str | None:
     if (
         type(value) is str
         and value[10:11] == "T"
@@ -432,6 +445,8 @@ def utc_sort_text(value: Any) -> str | None:
     return text[:19] + ".000000"
 
 
+_RECENT: dict[str, str] = {}  # a timestamp's text → its UTC text, for the last few
+_MAX_RECENT = 4096
 _HOURS: dict[str, str] = {}  # (date, hour, offset) → the UTC date and hour
 _MAX_HOURS = 200_000
 
