@@ -82,10 +82,8 @@ class Connection:
             return True
 
     def send(self, head: bytes, body: bytes | None) -> None:
-        """Send a request: its head, then its body (``OSError`` if the connection fails)."""
-        self.sock.sendall(head + body if body and len(body) < 16384 else head)
-        if body and len(body) >= 16384:
-            self.sock.sendall(body)
+        """Send a request, head and body (``OSError`` if the connection fails)."""
+        self.sock.sendall(head + body if body else head)
 
     def answer(self, method: str) -> Answer:
         """The next final answer's head (interim ``1xx`` answers skipped)."""

@@ -275,10 +275,9 @@ class XapiSource(RemoteSource):
 
 def _is_voiding(statement: Mapping[str, Any]) -> bool:
     verb = statement.get("verb")
-    if (type(verb) is dict or isinstance(verb, Mapping)) and verb.get("id") == _VOIDED:
+    if _is_dict(verb) and verb.get("id") == _VOIDED:
         obj = statement.get("object")
-        is_ref = type(obj) is dict or isinstance(obj, Mapping)
-        return is_ref and obj.get("objectType") == "StatementRef"
+        return _is_dict(obj) and obj.get("objectType") == "StatementRef"
     return False
 
 
@@ -288,7 +287,7 @@ def _effective(statements: Iterator[Any]) -> list[Any]:
     by_id: dict[str, Any] = {}
     voided: set[Any] = set()
     for statement in statements:
-        if type(statement) is dict or isinstance(statement, Mapping):
+        if _is_dict(statement):
             if _is_voiding(statement):
                 target = statement["object"].get("id")
                 if isinstance(target, Hashable):  # not a list: no statement has that id
@@ -303,16 +302,21 @@ def _effective(statements: Iterator[Any]) -> list[Any]:
                     continue  # the same statement seen on two pages
         kept.append(statement)
     if voided:
-        kept = [
-            s
-            for s in kept
-            if not (_is_dict(s) and isinstance(s.get("id"), Hashable) and s.get("id") in voided)
-        ]
+        kept = [s for s in kept if not (_is_dict(s) and _hashable_id(s) in voided)]
     return sorted(kept, key=_order)
 
 
 def _is_dict(value: Any) -> bool:
     return type(value) is dict or isinstance(value, Mapping)
+
+
+def _hashable_id(statement: Mapping[str, Any]) -> Any:
+    """The statement's id, or a marker voiding nothing when it cannot be one (a list)."""
+    sid = statement.get("id")
+    return sid if isinstance(sid, Hashable) else _NO_ID
+
+
+_NO_ID = object()
 
 
 def _order(statement: Any) -> tuple[Any, ...]:
@@ -321,7 +325,7 @@ def _order(statement: Any) -> tuple[Any, ...]:
     The instant is its UTC text ``YYYY-MM-DDTHH:MM:SS.ffffff`` (text order is time
     order), read through the core's cache for the common form.
     """
-    if type(statement) is not dict and not isinstance(statement, Mapping):
+    if not _is_dict(statement):
         return (2, json.dumps(statement, default=str, sort_keys=True))
     sid = str(statement.get("id", ""))
     stamp = statement.get("timestamp")
