@@ -3,7 +3,9 @@
 Not a benchmark itself. It provides:
 
 * throwaway PostgreSQL databases (``fresh_database``), one per run;
-* cached synthetic cohorts (``cohort``), written with :func:`ceredis.sample.write_cohort`;
+* cached synthetic cohorts (``cohort``, and ``seed_cohort`` for the seed comparison),
+  written with :func:`ceredis.sample.write_cohort`;
+* the least CPU of a few rounds of in-process work (``best_cpu_ms``);
 * the engine's parent in a process of its own (``run_engine``): the benchmark process
   starts ``python benchmarks/_bench.py engine SPEC`` and, while it runs, samples
   ``pg_stat_activity`` and the CPU time of every process group on the machine; the
@@ -34,7 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,6 +245,30 @@ def cohort(directory: Path, learners: int, evidence: int, seed: int = 1) -> tupl
         out.with_suffix(".tmp.jsonl").replace(out)
         out.with_name(f"{out.stem}.tmp.agents.txt").replace(roster)
     return out, roster
+
+
+def seed_cohort(directory: Path, learners: int, seed: int = 1) -> tuple[Path, Path]:
+    """``ceredis sample --agents <learners> --seed S`` (default evidence, ~86 records a
+    learner): the seed comparison's cohort, written once."""
+    from ceredis.referential import bundled_referential
+    from ceredis.sample import write_cohort
+
+    out = directory / f"seed-cohort-{learners}-s{seed}.jsonl"
+    roster = out.with_name(f"{out.stem}.agents.txt")
+    if not (out.exists() and roster.exists()):
+        directory.mkdir(parents=True, exist_ok=True)
+        write_cohort(out, bundled_referential(), learners, seed, force=True)
+    return out, roster
+
+
+def best_cpu_ms(work: Callable[[], object], per: int, rounds: int = 5) -> float:
+    """The least process CPU time of *rounds* runs of *work*, in ms per item of *per*."""
+    times = []
+    for _ in range(rounds):
+        start = time.process_time()
+        work()
+        times.append(time.process_time() - start)
+    return min(times) * 1000 / per
 
 
 def roster_head(directory: Path, roster: Path, n: int) -> Path:

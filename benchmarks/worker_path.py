@@ -16,29 +16,15 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._bench import cohort
+from benchmarks._bench import best_cpu_ms, cohort
 from ceredis import __version__
 from ceredis.record import encode_record, score_delivered
 from ceredis.referential import bundled_referential
 from ceredis.sources.files import FileSource
-
-ROUNDS = 5
-
-
-def best_cpu_ms(work: Callable[[], object], per: int) -> float:
-    """The least process CPU time of ROUNDS runs of *work*, in ms per item of *per*."""
-    times = []
-    for _ in range(ROUNDS):
-        start = time.process_time()
-        work()
-        times.append(time.process_time() - start)
-    return min(times) * 1000 / per
 
 
 def main() -> None:

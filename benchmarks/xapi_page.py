@@ -26,7 +26,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 from collections.abc import Callable
 from decimal import Decimal
@@ -37,23 +36,10 @@ import orjson
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks._bench import best_cpu_ms, seed_cohort  # noqa: E402
 from ceredis.config import load_settings  # noqa: E402
-from ceredis.referential import bundled_referential  # noqa: E402
-from ceredis.sample import write_cohort  # noqa: E402
 from ceredis.sources.http import parse_json  # noqa: E402
 from ceredis.sources.xapi import XAPI_VERSION, XapiSource  # noqa: E402
-
-ROUNDS = 5
-
-
-def best_cpu_ms(work: Callable[[], object], per: int) -> float:
-    """The least process CPU time of ROUNDS runs of *work*, in ms per item of *per*."""
-    times = []
-    for _ in range(ROUNDS):
-        start = time.process_time()
-        work()
-        times.append(time.process_time() - start)
-    return min(times) * 1000 / per
 
 
 def each(work: Callable[[bytes], object], items: list[bytes]) -> None:
@@ -61,16 +47,6 @@ def each(work: Callable[[bytes], object], items: list[bytes]) -> None:
     mapped: kept alive, 200 decoded pages would make the cyclic GC the larger cost)."""
     for item in items:
         work(item)
-
-
-def cohort(directory: Path, learners: int, seed: int) -> tuple[Path, Path]:
-    """The seed comparison's cohort (``ceredis sample``, default evidence), written once."""
-    out = directory / f"seed-cohort-{learners}-s{seed}.jsonl"
-    roster = out.with_name(f"{out.stem}.agents.txt")
-    if not (out.exists() and roster.exists()):
-        directory.mkdir(parents=True, exist_ok=True)
-        write_cohort(out, bundled_referential(), learners, seed, force=True)
-    return out, roster
 
 
 def bare_exchange(sock: socket.socket, request: bytes) -> bytes:
@@ -101,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["CEREDIS_SOURCE_RATE"] = "1e6"  # the shared rate limit never binds
     directory = args.dir or Path(tempfile.gettempdir()) / "ceredis-bench" / "vs_seed"
-    evidence, roster = cohort(directory, 2000, args.seed)
+    evidence, roster = seed_cohort(directory, 2000, args.seed)
     ids = roster.read_text(encoding="utf-8").split()[: args.learners]
     upstream = subprocess.Popen(
         [sys.executable, str(HERE / "vs_seed" / "xapi_static.py"), "--cohort", str(evidence)],

@@ -47,6 +47,7 @@ from _bench import (  # noqa: E402  (the path above makes the shared machinery i
     fresh_database,
     machine_busy,
     proc_cpu,
+    seed_cohort,
     wait_quiet,
     work_dir,
 )
@@ -750,18 +751,6 @@ def table(points: Sequence[Mapping[str, Any]]) -> str:
 # -- setup and main -------------------------------------------------------------------------
 
 
-def cohort(directory: Path, learners: int, seed: int = 1) -> tuple[Path, Path]:
-    """``ceredis sample --agents <learners> --seed 1`` (default evidence), written once."""
-    from ceredis.referential import bundled_referential
-    from ceredis.sample import write_cohort
-
-    out = directory / f"seed-cohort-{learners}-s{seed}.jsonl"
-    roster = out.with_name(f"{out.stem}.agents.txt")
-    if not (out.exists() and roster.exists()):
-        write_cohort(out, bundled_referential(), learners, seed, force=True)
-    return out, roster
-
-
 def warm_up(ctx: Context) -> None:
     """Compile the project's modules to bytecode, as installing a package does (an
     editable install under PYTHONDONTWRITEBYTECODE has none, so every run would compile
@@ -845,7 +834,7 @@ def _main(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     ensure_port_installed()
     has_in_flight = project_has_in_flight()
-    cohort_path, roster = cohort(directory, learners)
+    cohort_path, roster = seed_cohort(directory, learners)
     started = time.time()
     with upstream_for(cohort_path, points) as upstream:
         ctx = Context(
