@@ -57,6 +57,7 @@ __all__ = ["Task", "scored"]
 MAX_CHUNK = 64
 WRITE_PART = 16  # learners per transaction: a part is written while the next is scored
 CHUNK_SECONDS = 0.25  # aim for chunks of about this duration (dispatch cost ≪ work)
+REFILLS_PER_CHUNK = 10  # and at least this many times a chunk's head's wait (see _Pace)
 _POLL = 0.25  # seconds between dead-worker checks while the head of the queue waits
 _FORK = mp.get_context("fork")  # workers inherit the plan; nothing is opened before fork
 _WAITING_FOR = {1: "the database", 2: "the evidence source"}  # codes in WorkerContext.waits
@@ -337,6 +338,39 @@ def _row(run_id: str, task: Task, result: dict[str, Any], encoded: EncodedRecord
 
 
 @dataclass
+class _Pace:
+    """How long a learner takes in a worker, and how long a chunk's first learner waits,
+    both smoothed over chunks; they size the automatic chunks.
+
+    With prefetching, a worker starts fetching a chunk only when it receives it, so its
+    first learner waits a whole fetch (the refill) while the fetch threads of the
+    previous chunk's tail stood idle. A chunk of at least ``REFILLS_PER_CHUNK`` refills
+    keeps that gap under a tenth; otherwise chunks last about ``CHUNK_SECONDS``.
+    """
+
+    per_learner: float = 0.0
+    refill: float = 0.0
+
+    def observe(self, chunk: Sequence[Outcome]) -> None:
+        if not chunk:
+            return
+        mean = sum(o.duration_ms for o in chunk) / len(chunk) / 1000
+        self.per_learner = _smoothed(self.per_learner, mean)
+        self.refill = _smoothed(self.refill, chunk[0].duration_ms / 1000)
+
+    def chunk_size(self, least: int) -> int:
+        """Learners in the next automatic chunk, between *least* and ``MAX_CHUNK``."""
+        if self.per_learner <= 0:
+            return max(4, least)
+        seconds = max(CHUNK_SECONDS, REFILLS_PER_CHUNK * self.refill)
+        return max(least, min(MAX_CHUNK, int(seconds / self.per_learner)))
+
+
+def _smoothed(previous: float, current: float) -> float:
+    return current if previous == 0 else 0.7 * previous + 0.3 * current
+
+
+@dataclass
 class _Feeder:
     """Feeds chunks to ``imap`` through a bounded window, and remembers unconsumed ones.
 
@@ -348,7 +382,7 @@ class _Feeder:
     tasks: Iterator[Task]
     window: int
     fixed_chunk: int | None
-    seconds_per_learner: float = 0.0
+    pace: _Pace
     least: int = 1  # the automatic size's floor: enough learners to keep the fetches busy
     inflight: deque[list[Task]] = field(default_factory=deque)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -374,18 +408,13 @@ class _Feeder:
             yield chunk
 
     def _next_chunk(self) -> list[Task]:
-        size = self.fixed_chunk or self._auto_size()
+        size = self.fixed_chunk or self.pace.chunk_size(self.least)
         chunk = []
         for task in self.tasks:
             chunk.append(task)
             if len(chunk) >= size:
                 break
         return chunk
-
-    def _auto_size(self) -> int:
-        if self.seconds_per_learner <= 0:
-            return max(4, self.least)
-        return max(self.least, min(MAX_CHUNK, int(CHUNK_SECONDS / self.seconds_per_learner)))
 
     def consumed(self) -> list[Task]:
         with self._lock:
@@ -415,7 +444,7 @@ def scored(
     ctx = _FORK
     pending: deque[list[Task]] = deque()
     deaths: dict[int, int] = {}
-    seconds = 0.0
+    pace = _Pace()
     threads, least = _prefetching(limiter, plan.workers)
     while True:
         if limiter is not None:
@@ -437,7 +466,7 @@ def scored(
             threads,
         )
         window = 2 * plan.workers + 2
-        feeder = _Feeder(pending, tasks, window, plan.chunksize, seconds, least)
+        feeder = _Feeder(pending, tasks, window, plan.chunksize, pace, least)
         pool = ctx.Pool(plan.workers, initializer=_init_worker, initargs=(context,))
         try:
             results = pool.imap(_score_chunk, feeder, chunksize=1)
@@ -455,7 +484,7 @@ def scored(
                     continue
                 feeder.consumed()
                 yield from chunk
-                feeder.seconds_per_learner = seconds = _mean_time(chunk, seconds)
+                pace.observe(chunk)
         except _WorkerDied as died:
             for index in died.indexes:
                 deaths[index] = deaths.get(index, 0) + 1
@@ -536,10 +565,3 @@ def _shutdown(pool: Any) -> None:
             if process.is_alive():
                 process.kill()
         stopper.join(5)
-
-
-def _mean_time(chunk: Sequence[Outcome], previous: float) -> float:
-    if not chunk:
-        return previous
-    current = sum(o.duration_ms for o in chunk) / len(chunk) / 1000
-    return current if previous == 0 else 0.7 * previous + 0.3 * current

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from ceredis.outcome import Outcome
+from ceredis.pool import CHUNK_SECONDS, MAX_CHUNK, _Pace
 from ceredis.referential import bundled_referential
 from ceredis.sources.kbac import EngineKey
 from doubles.cass_double import CassDouble
@@ -155,3 +157,27 @@ def test_a_dry_run_shows_the_bound_on_requests_in_flight(tmp_path, monkeypatch, 
     local = " ".join(capsys.readouterr().out.split())
     assert "in flight at most 3 requests to the source at once, all workers together" in remote
     assert "in flight not bounded (a local file, read inline)" in local
+
+
+def _chunk(*durations_ms: float) -> list[Outcome]:
+    return [
+        Outcome(i, f"a{i}", "OK", None, None, b"", 1, ms, None) for i, ms in enumerate(durations_ms)
+    ]
+
+
+def test_automatic_chunks_last_ten_refills_when_the_head_waits_for_its_fetch():
+    """A chunk's first learner waits a whole fetch (the worker prefetches only the chunk it
+    holds): the automatic size grows so that wait stays under a tenth of the chunk."""
+    pace = _Pace()
+    pace.observe(_chunk(80, *[2] * 31))  # 80 ms refill, ~4.4 ms a learner
+    assert pace.chunk_size(16) == min(MAX_CHUNK, int(0.8 / pace.per_learner))
+    assert pace.chunk_size(16) > int(CHUNK_SECONDS / pace.per_learner)
+
+
+def test_automatic_chunks_last_a_quarter_second_when_nothing_waits():
+    """From a file the head is like any learner: chunks of about CHUNK_SECONDS, floored."""
+    pace = _Pace()
+    assert pace.chunk_size(1) == 4  # nothing measured yet
+    pace.observe(_chunk(*[10] * 8))
+    assert pace.chunk_size(1) == 25
+    assert pace.chunk_size(30) == 30
