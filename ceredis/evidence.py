@@ -153,13 +153,14 @@ def validate(
     """
     problems: list[str] = []
     kept: dict[str, tuple[Evidence, str]] = {}
+    plain_id = _plain_id(agent_id)
     for position, record in enumerate(records, start=1):
         fields = record.get("fields")
         where = record.get("where") or f"record {position}"
         if type(fields) is not dict and not isinstance(fields, Mapping):
             problems.append(f"evidence at {where}: not an object")
             continue
-        evidence = _plainly_valid(agent_id, fields, referential)
+        evidence = _plainly_valid(agent_id, fields, referential) if plain_id else None
         errors = []
         if evidence is None:
             evidence, errors = _check(agent_id, fields, referential)
@@ -191,6 +192,8 @@ def plain_evidence(
     """What :func:`validate` returns for records as delivered when every one is plainly
     valid (the common case, in one pass, without the :func:`submitted` copies); ``None``
     for anything else, which ``submitted`` → ``validate`` then judges and names."""
+    if not _plain_id(agent_id):
+        return None
     kept: dict[str, Evidence] = {}
     for record in records:
         fields = record.fields
@@ -205,11 +208,18 @@ def plain_evidence(
     return sorted(kept.values(), key=_BY_ID) if kept else None
 
 
+def _plain_id(value: str) -> bool:
+    """Whether *value* is an id of printable ASCII, not blank (checked once per learner:
+    a record of a plainly valid learner repeats the learner's id)."""
+    return value.isascii() and value.isprintable() and bool(value.strip())
+
+
 def _plainly_valid(
     agent_id: str, fields: Mapping[str, Any], referential: Referential
 ) -> Evidence | None:
     """The evidence of a record of exact, valid values (the common case, checked in few
-    steps); ``None`` for any other, which :func:`_check` then judges and names."""
+    steps); ``None`` for any other, which :func:`_check` then judges and names.
+    *agent_id* is a plain id (:func:`_plain_id`)."""
     get = fields.get
     eid, agent, competency = get("evidenceId"), get("agentId"), get("competencyId")
     etype, value = get("evidenceType"), get("rawScore")
@@ -222,9 +232,6 @@ def _plainly_valid(
         and eid.strip()
         and agent == agent_id
         and type(agent) is str
-        and agent.isascii()
-        and agent.isprintable()
-        and agent.strip()
         and type(competency) is str
         and competency in referential.competencies
         and type(etype) is str
@@ -234,24 +241,34 @@ def _plainly_valid(
     ):
         return None
     kind = type(value)
-    if kind is float:  # read through its shortest repr, as submitted() reads it
+    if kind is int:
+        score = _INT_SCORES.get(value)  # None: outside 0–100
+    elif kind is float:  # read through its shortest repr, as submitted() reads it
         score = _FLOAT_SCORES.get(value)
         if score is None:
             score = _float_score(value)
-    elif kind is int:
-        score = Decimal(value)
-    elif kind is Decimal and value.is_finite():
-        score = value
+        if score is not None and not 0 <= score <= 100:
+            return None
+    elif kind is Decimal and value.is_finite() and 0 <= value <= 100:
+        score = _normalized(value)  # after the range check: normalize() rounds to 28 digits
     else:
         return None
-    if score is None or not 0 <= score <= 100:
+    if score is None:
         return None
     timestamp = _utc_text(get("timestamp"))
     if timestamp is None:
         return None
-    if kind is not float:
-        score = score.normalize() if score else Decimal(0)
-    return Evidence(eid, agent, competency, etype, score, timestamp, context, validator)
+    return _EVIDENCE(
+        Evidence, (eid, agent, competency, etype, score, timestamp, context, validator)
+    )
+
+
+def _normalized(score: Decimal) -> Decimal:
+    return score.normalize() if score else Decimal(0)
+
+
+_EVIDENCE = tuple.__new__  # Evidence(...) without its generated __new__'s frame
+_INT_SCORES = {i: _normalized(Decimal(i)) for i in range(101)}
 
 
 def _float_score(value: float) -> Decimal | None:
@@ -259,8 +276,7 @@ def _float_score(value: float) -> Decimal | None:
     repeat), or ``None`` when it is not finite."""
     if not math.isfinite(value):
         return None
-    score = Decimal(repr(value))
-    score = score.normalize() if score else Decimal(0)
+    score = _normalized(Decimal(repr(value)))
     if len(_FLOAT_SCORES) < _MAX_FLOAT_SCORES:
         _FLOAT_SCORES[value] = score
     return score
@@ -367,8 +383,7 @@ def _raw_score(fields: Mapping[str, Any]) -> tuple[Decimal | None, str | None]:
         return None, f"rawScore must be a finite number, found {score}"
     if not 0 <= score <= 100:
         return None, f"rawScore {value} is outside 0–100"
-    score = score.normalize() if score else Decimal(0)
-    return score, None
+    return _normalized(score), None
 
 
 def _timestamp(value: Any) -> tuple[str | None, str | None]:

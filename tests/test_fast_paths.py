@@ -197,7 +197,7 @@ def strict_loads(text: str, *, mark: bool) -> object:
 
 field_values = {
     "evidenceId": st.one_of(st.text(max_size=6), st.just("e1"), st.none(), st.integers()),
-    "agentId": st.sampled_from(["L1", "L2", " ", "", "L1\u200b", None, 1]),
+    "agentId": st.sampled_from(["L1", "L2", " ", "", "L1\u200b", "Lé", None, 1]),
     "competencyId": st.one_of(st.sampled_from([*COMPETENCIES[:3], "9.9", " 1.1", ""]), st.none()),
     "evidenceType": st.sampled_from([*TYPES, "P9", None, 1]),
     "rawScore": st.one_of(
@@ -345,20 +345,22 @@ def test_evidence_inputs_leave_a_lone_surrogate_to_the_general_encoder():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(records(), max_size=4), st.booleans())
-def test_records_as_delivered_score_as_their_submitted_forms(fields, again):
+@given(st.lists(records(), max_size=4), st.booleans(), st.sampled_from(["L1", "Lé", " "]))
+def test_records_as_delivered_score_as_their_submitted_forms(fields, again, learner):
     """The one-pass path gives the very result and ledger inputs of ``submitted`` →
-    ``validate`` (or leaves the learner to it), duplicates and invalid records included."""
+    ``validate`` (or leaves the learner to it), duplicates, invalid records and learner
+    ids that are not plain ASCII included."""
     from ceredis.evidence import RawEvidence, plain_evidence, submitted, validate
     from ceredis.record import encode_record, score_delivered, score_learner
 
+    fields = [{**f, "agentId": learner} if f.get("agentId") == "L1" else f for f in fields]
     raws = [RawEvidence(f, f"line {i}") for i, f in enumerate(fields, start=1)]
     if again and raws:
         raws.append(raws[0])  # the same record twice is one piece of evidence
     forms = [submitted(r) for r in raws]
-    plain = plain_evidence("L1", raws, REFERENTIAL)
+    plain = plain_evidence(learner, raws, REFERENTIAL)
     if plain is not None:
-        assert (plain, []) == validate("L1", forms, REFERENTIAL)
-    fast = score_delivered("L1", raws, REFERENTIAL, engine_version="t")
-    full = score_learner("L1", forms, REFERENTIAL, engine_version="t")
-    assert encode_record("L1", *fast) == encode_record("L1", *full)
+        assert (plain, []) == validate(learner, forms, REFERENTIAL)
+    fast = score_delivered(learner, raws, REFERENTIAL, engine_version="t")
+    full = score_learner(learner, forms, REFERENTIAL, engine_version="t")
+    assert encode_record(learner, *fast) == encode_record(learner, *full)
