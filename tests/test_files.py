@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from ceredis.errors import ConfigError, EvidenceFileError
@@ -103,6 +104,24 @@ def test_records_read_back_exactly_whichever_decoder_reads_them(tmp_path, togeth
     assert [canonical(f) for f in forms[: len(lines)]] == [
         canonical(f) for f in forms[len(lines) :]
     ]
+
+
+@pytest.mark.parametrize("score", ["50", "50.10"], ids=["plain", "exact"])
+def test_line_breaks_inside_records_survive_the_index(tmp_path, score):
+    """The index keeps a learner's records one per line of its row: a line break inside a
+    value (escaped in JSON) stays inside its record, in JSON Lines and in CSV."""
+    contexts = ["a\nb", "c\r\nd", "e\u2028f"]
+    lines = [
+        orjson.dumps({"agentId": "L1", "evidenceId": f"e{i}", "context": c}).decode()[:-1]
+        + f',"rawScore":{score}}}'
+        for i, c in enumerate(contexts)
+    ]
+    source = prepare_source(str(write_jsonl(tmp_path / "e.jsonl", [], lines))).open()
+    assert [r.fields["context"] for r in source.fetch("L1")] == contexts
+    assert [r.where for r in source.fetch("L1")] == ["line 1", "line 2", "line 3"]
+    rows = [record("5.1", "P2", score, eid=f"e{i}", context=c) for i, c in enumerate(contexts)]
+    source = prepare_source(str(write_csv(tmp_path / "e.csv", rows))).open()
+    assert [r.fields["context"] for r in source.fetch("L1")] == contexts
 
 
 def test_nan_and_text_scores_reach_validation(tmp_path, referential):

@@ -3,10 +3,11 @@
 The parent process indexes a file once (:func:`index_evidence_file`) into an SQLite
 file in the cache directory, keyed by the file's SHA-256; each worker then opens that
 index read-only and fetches one learner with one query, instead of holding the whole
-export in memory N times. The index holds each record as canonical JSON, marked
-``plain`` when orjson reads it back as the engine sees it (a flat object whose every
-fraction is its float's shortest text: the engine reads a float through that text): a
-learner whose records are all plain is decoded by orjson, any other exactly. A line
+export in memory N times. The index holds one row per learner: the line numbers and the
+records as canonical JSON texts, one per line of the row, in file order, marked
+``plain`` when orjson reads every one back as the engine sees it (a flat object whose
+every fraction is its float's shortest text: the engine reads a float through that
+text): a plain learner is decoded by orjson in one call, any other exactly. A line
 that cannot be attributed to a learner (not JSON, no ``agentId``) stops the run before
 any work: scoring anyone while some record is unaccounted for could score a learner on
 a subset of their evidence.
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import os
 import re
 import sqlite3
 import tempfile
 from collections.abc import Iterator
 from importlib import resources
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +50,7 @@ __all__ = [
 ]
 
 BUNDLED_URI = "bundled:"
-_INDEX_VERSION = "3"
+_INDEX_VERSION = "4"
 _MAX_REPORTED = 20
 _BOM = b"\xef\xbb\xbf"
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
@@ -216,30 +219,15 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
     private_dir(target.parent)
     fd, temp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     os.close(fd)
-    problems: list[str] = []
     try:
         db = sqlite3.connect(temp)
         try:
             # A private temporary file: no journal, no sync until it is complete (below).
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
-            db.execute(
-                "CREATE TABLE evidence (agent_id TEXT, line INTEGER, fields TEXT, plain INTEGER)"
-            )
+            problems = _index_records(db, path)
+            _index_learners(db)
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-            rows = []
-            for number, agent, record in read_evidence_file(path):
-                if agent is None:
-                    problems.append(str(record))
-                    continue
-                assert isinstance(record, RawEvidence)
-                text = canonical(submitted(record)["fields"]).decode()
-                rows.append((agent, number, text, _reads_back(text)))
-                if len(rows) >= 10_000:
-                    db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?)", rows)
-                    rows.clear()
-            db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?)", rows)
-            db.execute("CREATE INDEX evidence_agent ON evidence (agent_id, line)")
             db.execute("INSERT INTO meta VALUES ('sha256', ?)", (digest,))
             db.commit()
         finally:
@@ -259,6 +247,45 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
         if os.path.exists(temp):
             os.unlink(temp)
     return target, digest
+
+
+def _index_records(db: sqlite3.Connection, path: Path) -> list[str]:
+    """Each record of *path* as canonical JSON, in a temporary table (SQLite's own
+    temporary file, unlinked); the lines that cannot be attributed, as problems."""
+    db.execute(
+        "CREATE TEMP TABLE evidence (agent_id TEXT, line INTEGER, fields TEXT, plain INTEGER)"
+    )
+    problems, rows = [], []
+    for number, agent, record in read_evidence_file(path):
+        if agent is None:
+            problems.append(str(record))
+            continue
+        assert isinstance(record, RawEvidence)
+        text = canonical(submitted(record)["fields"]).decode()
+        rows.append((agent, number, text, _reads_back(text)))
+        if len(rows) >= 10_000:
+            db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?)", rows)
+            rows.clear()
+    db.executemany("INSERT INTO evidence VALUES (?, ?, ?, ?)", rows)
+    return problems
+
+
+def _index_learners(db: sqlite3.Connection) -> None:
+    """One row per learner from the records table: lines, texts (canonical JSON has no
+    raw line break), and whether every record is plain."""
+    db.execute("CREATE INDEX temp.evidence_agent ON evidence (agent_id, line)")
+    db.execute(
+        "CREATE TABLE learners (agent_id TEXT PRIMARY KEY, lines TEXT, records TEXT, "
+        "plain INTEGER) WITHOUT ROWID"
+    )
+    rows = db.execute("SELECT agent_id, line, fields, plain FROM evidence ORDER BY agent_id, line")
+    for agent, group in itertools.groupby(rows, key=itemgetter(0)):
+        _, lines, texts, plain = zip(*group, strict=True)
+        db.execute(
+            "INSERT INTO learners VALUES (?, ?, ?, ?)",
+            (agent, ",".join(map(str, lines)), "\n".join(texts), all(plain)),
+        )
+    db.execute("DROP TABLE evidence")
 
 
 def _reads_back(text: str) -> bool:
@@ -313,38 +340,36 @@ class FileSource:
                 "learner it has: check the id"
             )
         try:
-            rows = (
+            row = (
                 self._connection()
                 .execute(
-                    "SELECT line, fields, plain FROM evidence WHERE agent_id = ? ORDER BY line",
-                    (agent_id,),
+                    "SELECT lines, records, plain FROM learners WHERE agent_id = ?", (agent_id,)
                 )
-                .fetchall()
+                .fetchone()
             )
         except sqlite3.Error as exc:
             raise SourceError(f"{self.name}: cannot read the evidence index ({exc})") from None
-        if all(plain for _, _, plain in rows):
-            values = orjson.loads("[" + ",".join([text for _, text, _ in rows]) + "]")
+        if row is None:
+            return []
+        lines, records, plain = row
+        if plain:
+            values = orjson.loads("[" + records.replace("\n", ",") + "]")
         else:
-            values = loads_each(text for _, text, _ in rows)
+            values = loads_each(records.split("\n"))
         return [
             RawEvidence(value, f"line {line}")
-            for (line, _, _), value in zip(rows, values, strict=True)
+            for line, value in zip(lines.split(","), values, strict=True)
         ]
 
     def agents(self) -> Iterator[str]:
         """Every learner with at least one record, sorted."""
-        cursor = self._connection().execute(
-            "SELECT DISTINCT agent_id FROM evidence ORDER BY agent_id"
-        )
+        cursor = self._connection().execute("SELECT agent_id FROM learners ORDER BY agent_id")
         for (agent,) in cursor:
             yield agent
 
     def count(self) -> int:
         """How many learners :meth:`agents` lists (cheap: the index answers it)."""
-        (number,) = (
-            self._connection().execute("SELECT COUNT(DISTINCT agent_id) FROM evidence").fetchone()
-        )
+        (number,) = self._connection().execute("SELECT COUNT(*) FROM learners").fetchone()
         return number
 
     def ping(self) -> None:
