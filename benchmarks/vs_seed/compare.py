@@ -130,7 +130,8 @@ def candidate_settings(point: Point, has_in_flight: bool) -> list[Setting]:
     process pays as fast as two, and picked one process for N = 2."""
     if point.source == "file":
         return [default_setting(point, has_in_flight)]
-    workers = [w for w in (1, 2, 4, 8, 16) if w <= point.n]
+    # One more process than cores too: while one waits (fetches, writes), another runs.
+    workers = sorted({w for w in (1, 2, CORES + 1, 4, 8, 16) if w <= point.n})
     if point.n not in workers:
         workers.append(point.n)
     in_flight = point.n if has_in_flight and point.source == "xapi" else None
