@@ -27,6 +27,7 @@ chunk, and the parent stops the batch with the ledger incomplete and resumable.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing as mp
 import multiprocessing.pool
 import os
@@ -322,6 +323,7 @@ def _init_worker(context: WorkerContext) -> None:
         _die_with_parent(libc, context.parent_pid)
         _one_malloc_arena(libc)
     _worker = _Worker(context)
+    gc.freeze()  # what it inherited and opened lives as long as it: out of every collection
 
 
 def _score_chunk(chunk: Sequence[Task]) -> list[Outcome]:
