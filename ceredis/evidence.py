@@ -9,6 +9,7 @@ checks every rule and returns normalised :class:`Evidence` or every problem foun
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -425,28 +426,27 @@ def _utc_text(value: Any) -> str | None:
 
 
 def _common_utc_text(value: Any) -> str | None:
-    if (
-        type(value) is str
-        and value[10:11] == "T"
-        and value[13:14] == ":" == value[16:17]
-        and value.isascii()
-        and ((offset := value[19:]) == "Z" or (offset[3:] == ":00" and offset[:1] in ("+", "-")))
-        and (minute := value[14:16]).isdigit()
-        and (second := value[17:19]).isdigit()
-        and minute < "60"
-        and second < "60"
-    ):
-        key = value[:13] + offset
-        hour = _HOURS.get(key)
-        if hour is None:
-            text, _ = _timestamp(value[:13] + ":00:00" + offset)
-            if text is None:
-                return None
-            hour = text[: -len(":00:00Z")]
-            if len(_HOURS) < _MAX_HOURS:
-                _HOURS[key] = hour
-        return hour + value[13:19] + "Z"
-    return _timestamp(value)[0]
+    match = _COMMON.fullmatch(value) if type(value) is str else None
+    if match is None:
+        return _timestamp(value)[0]
+    date_hour, minute_second, offset = match.groups()
+    key = date_hour + offset
+    hour = _HOURS.get(key)
+    if hour is None:
+        text, _ = _timestamp(date_hour + ":00:00" + offset)
+        if text is None:
+            return None
+        hour = text[: -len(":00:00Z")]
+        if len(_HOURS) < _MAX_HOURS:
+            _HOURS[key] = hour
+    return hour + minute_second + "Z"
+
+
+# YYYY-MM-DDTHH, :MM:SS, and Z or a whole-hour offset; the date and hour are checked by
+# _timestamp once per (date, hour, offset).
+_COMMON = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2})(:[0-5][0-9]:[0-5][0-9])(Z|[+-][0-9]{2}:00)"
+)
 
 
 def utc_sort_text(value: Any) -> str | None:
