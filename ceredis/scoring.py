@@ -10,7 +10,6 @@ global scores — and each rounded value is what the next stage uses. The result
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -104,12 +103,18 @@ def score(evidence: Sequence[Evidence], referential: Referential) -> dict[str, A
     """The scores, statuses and level of valid evidence (without the identity fields)."""
     plan = _plan(referential)
     ratios = [e.raw_score.as_integer_ratio() for e in evidence]
-    common = math.lcm(*(d for _, d in ratios)) if ratios else 1
-    by_type: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    common = math.lcm(*{d for _, d in ratios}) if ratios else 1
+    by_type: dict[str, dict[str, list[int]]] = {}  # competency → type → [Σ scores, count]
     for e, (n, d) in zip(evidence, ratios, strict=True):
-        sums = by_type[e.competency_id][e.evidence_type]
-        sums[0] += n * (common // d)  # the raw score in units of 1/common
-        sums[1] += 1
+        types = by_type.get(e.competency_id)
+        if types is None:
+            types = by_type[e.competency_id] = {}
+        sums = types.get(e.evidence_type)
+        if sums is None:
+            types[e.evidence_type] = [n * (common // d), 1]  # in units of 1/common
+        else:
+            sums[0] += n * (common // d)
+            sums[1] += 1
     present = sorted({e.evidence_type for e in evidence})
 
     competencies: dict[str, dict[str, Any]] = {}
@@ -130,19 +135,19 @@ def score(evidence: Sequence[Evidence], referential: Referential) -> dict[str, A
         competencies[cid] = {
             "score": _decimal(cents[cid]),
             "status": status,
-            "evidenceCount": sum(count for _, count in types.values()),
+            "evidenceCount": sum([count for _, count in types.values()]),
             "evidenceTypes": sorted(types),
             "reasons": reasons,
         }
 
     domain_cents = {
         domain_id: _round_ratio(
-            sum(weight * cents[c] for c, weight in members if c in counted), total
+            sum([weight * cents[c] for c, weight in members if c in counted]), total
         )
         for domain_id, members, total in plan.domains
     }
     global_cents = _round_ratio(
-        sum(weight * domain_cents[d] for d, weight in plan.global_weights), plan.global_total
+        sum([weight * domain_cents[d] for d, weight in plan.global_weights]), plan.global_total
     )
     domains = {d: _decimal(c) for d, c in domain_cents.items()}
     global_score = _decimal(global_cents)
@@ -223,8 +228,8 @@ def _competency_cents(
     if not types:
         return 0
     parts = [(weights[t][0] * total, weights[t][1] * count) for t, (total, count) in types.items()]
-    denominator = math.lcm(*(d for _, d in parts))
-    numerator = sum(n * (denominator // d) for n, d in parts)
+    denominator = math.lcm(*[d for _, d in parts])
+    numerator = sum([n * (denominator // d) for n, d in parts])
     return _round_ratio(numerator, denominator * common)
 
 
