@@ -251,7 +251,8 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
 
 def _index_records(db: sqlite3.Connection, path: Path) -> list[str]:
     """Each record of *path* as canonical JSON, in a temporary table (SQLite's own
-    temporary file, unlinked); the lines that cannot be attributed, as problems."""
+    temporary file: created 0600, unlinked at once); the lines that cannot be
+    attributed, as problems."""
     db.execute(
         "CREATE TEMP TABLE evidence (agent_id TEXT, line INTEGER, fields TEXT, plain INTEGER)"
     )
