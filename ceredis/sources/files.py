@@ -226,10 +226,11 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("PRAGMA synchronous=OFF")
             problems = _index_records(db, path)
-            _index_learners(db)
-            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-            db.execute("INSERT INTO meta VALUES ('sha256', ?)", (digest,))
-            db.commit()
+            if not problems:  # else the file is refused below: no learner table to build
+                _index_learners(db)
+                db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+                db.execute("INSERT INTO meta VALUES ('sha256', ?)", (digest,))
+                db.commit()
         finally:
             db.close()
         if problems:
