@@ -45,12 +45,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ceredis.engine import ProgressHooks  # noqa: E402 - after the path above
+from ceredis.pool import CHUNK_SECONDS, MAX_CHUNK, REFILLS_PER_CHUNK  # noqa: E402
 
 ADMIN_DSN = os.environ.get("CEREDIS_BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 CLK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 UNLIMITED_RATE = 1e6  # CEREDIS_SOURCE_RATE when no rate limit is wanted: never binds
-MAX_CHUNK, CHUNK_SECONDS = 64, 0.25  # ceredis.engine's automatic chunks: ~0.25 s, <= 64
 
 
 # -- small utilities ---------------------------------------------------------------------
@@ -863,11 +863,13 @@ def per_chunk(cal: dict[str, Any], name: str, k: int) -> float:
 
 
 def auto_chunk(cal: dict[str, Any], latency: float, fetches: float) -> int:
-    """The engine's automatic chunk size: learners in about 0.25 s of worker-side time
-    (what ``outcome.duration_ms`` measures: fetch, score and the learner's share of the
-    chunk's write), between 1 and 64."""
+    """The engine's automatic chunk size (``ceredis.pool._Pace``) for a synchronous
+    worker: learners in about 0.25 s of worker-side time (what ``outcome.duration_ms``
+    measures: fetch, score and the learner's share of the chunk's write), and at least
+    ten times a chunk's first learner, who here waits like any other; at most 64."""
     seconds = fetches * latency + cal["fetchWall"] + cal["scoreCpu"] + cal["writeWall64"]
-    return max(1, min(MAX_CHUNK, int(CHUNK_SECONDS / seconds)))
+    chunk_seconds = max(CHUNK_SECONDS, REFILLS_PER_CHUNK * seconds)
+    return max(1, min(MAX_CHUNK, int(chunk_seconds / seconds)))
 
 
 def bound(
