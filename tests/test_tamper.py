@@ -414,7 +414,7 @@ def _row_campaign(ledger: Path, url: str, memo: dict, label: str, audits: int) -
 
 def test_sqlite_row_edits_are_all_named(sqlite_run, memo):
     ledger, database = sqlite_run
-    _row_campaign(ledger, f"sqlite:///{database}", memo, "sqlite", 8)
+    _row_campaign(ledger, f"sqlite:///{database}", memo, "sqlite", 11)
 
 
 def test_postgres_row_edits_are_all_named(postgres_run, memo):
