@@ -25,8 +25,12 @@ __all__ = [
     "OPTIONAL",
     "Evidence",
     "RawEvidence",
+    "evidence_from_rows",
+    "evidence_rows",
     "id_problem",
+    "in_referential",
     "plain_evidence",
+    "prechecked_evidence",
     "submitted",
     "validate",
 ]
@@ -193,6 +197,63 @@ def plain_evidence(
     """What :func:`validate` returns for records as delivered when every one is plainly
     valid (the common case, in one pass, without the :func:`submitted` copies); ``None``
     for anything else, which ``submitted`` → ``validate`` then judges and names."""
+    return _plain(agent_id, records, referential)
+
+
+def prechecked_evidence(agent_id: str, records: Iterable[RawEvidence]) -> list[Evidence] | None:
+    """:func:`plain_evidence` but for the referential, which a run checks with
+    :func:`in_referential`: an evidence index judges a file's records once, not every run."""
+    return _plain(agent_id, records, None)
+
+
+def in_referential(evidence: Iterable[Evidence], referential: Referential) -> bool:
+    """Whether the referential knows every competency and evidence type of *evidence*
+    (what :func:`prechecked_evidence` leaves to the run)."""
+    competencies, types = referential.competencies, referential.evidence_types
+    return all(e.competency_id in competencies and e.evidence_type in types for e in evidence)
+
+
+def evidence_rows(evidence: Iterable[Evidence]) -> list[list[str | None]]:
+    """Evidence as JSON arrays of texts (the score's exact text among them), for an
+    evidence index; :func:`evidence_from_rows` reads them back equal, digit for digit."""
+    return [
+        [
+            e.evidence_id,
+            e.competency_id,
+            e.evidence_type,
+            str(e.raw_score),
+            e.timestamp,
+            e.context,
+            e.validator,
+        ]
+        for e in evidence
+    ]
+
+
+def evidence_from_rows(agent_id: str, rows: Iterable[list[Any]]) -> list[Evidence]:
+    """The evidence :func:`evidence_rows` wrote, for the learner *agent_id*."""
+    scores = _TEXT_SCORES
+    evidence = []
+    for eid, competency, etype, text, timestamp, context, validator in rows:
+        score = scores.get(text)
+        if score is None:
+            score = Decimal(text)  # str() of a Decimal reads back with its own exponent
+            if len(scores) < _MAX_FLOAT_SCORES:
+                scores[text] = score
+        evidence.append(
+            _EVIDENCE(
+                Evidence, (eid, agent_id, competency, etype, score, timestamp, context, validator)
+            )
+        )
+    return evidence
+
+
+_TEXT_SCORES: dict[str, Decimal] = {}
+
+
+def _plain(
+    agent_id: str, records: Iterable[RawEvidence], referential: Referential | None
+) -> list[Evidence] | None:
     if not _plain_id(agent_id):
         return None
     kept: dict[str, Evidence] = {}
@@ -216,11 +277,12 @@ def _plain_id(value: str) -> bool:
 
 
 def _plainly_valid(
-    agent_id: str, fields: Mapping[str, Any], referential: Referential
+    agent_id: str, fields: Mapping[str, Any], referential: Referential | None
 ) -> Evidence | None:
     """The evidence of a record of exact, valid values (the common case, checked in few
     steps); ``None`` for any other, which :func:`_check` then judges and names.
-    *agent_id* is a plain id (:func:`_plain_id`)."""
+    *agent_id* is a plain id (:func:`_plain_id`); without a *referential*, the
+    competency and evidence type are left to :func:`in_referential`."""
     get = fields.get
     eid, agent, competency = get("evidenceId"), get("agentId"), get("competencyId")
     etype, value = get("evidenceType"), get("rawScore")
@@ -234,9 +296,11 @@ def _plainly_valid(
         and agent == agent_id
         and type(agent) is str
         and type(competency) is str
-        and competency in referential.competencies
         and type(etype) is str
-        and etype in referential.evidence_types
+        and (
+            referential is None
+            or (competency in referential.competencies and etype in referential.evidence_types)
+        )
         and (context is None or type(context) is str)
         and (validator is None or type(validator) is str)
     ):

@@ -14,9 +14,9 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _string  # canonical's own string form
-from typing import Any
+from typing import Any, NamedTuple
 
-from ceredis.evidence import Evidence, RawEvidence, plain_evidence, submitted
+from ceredis.evidence import Evidence, RawEvidence, in_referential, plain_evidence, submitted
 from ceredis.outcome import Status
 from ceredis.referential import Referential
 from ceredis.scoring import evaluate_evidence, evaluate_submitted
@@ -24,6 +24,7 @@ from ledger.canonical import Fragment, fast_canonical
 
 __all__ = [
     "EncodedRecord",
+    "Prechecked",
     "encode_record",
     "evidence_inputs",
     "learner_record",
@@ -61,6 +62,15 @@ def score_learner(
     return result, {"evidence": [e.to_json() for e in evidence]}
 
 
+class Prechecked(NamedTuple):
+    """A learner's records as an evidence index judged them once per file: what
+    :func:`~ceredis.evidence.prechecked_evidence` keeps of them, and the canonical bytes
+    of that evidence's ledger inputs (:func:`evidence_inputs`)."""
+
+    evidence: list[Evidence]
+    inputs: bytes
+
+
 def score_delivered(
     agent_id: str,
     records: Sequence[RawEvidence],
@@ -70,7 +80,14 @@ def score_delivered(
 ) -> tuple[dict[str, Any], Any]:
     """:func:`score_learner` of records as a source delivered them: plainly valid ones in
     one pass, their inputs as canonical bytes (:func:`evidence_inputs`); any other
-    through ``submitted``."""
+    through ``submitted``. Records that carry a :class:`Prechecked` form (``records.
+    prechecked``) are scored from it once the referential knows their competencies."""
+    prechecked = getattr(records, "prechecked", None)
+    if prechecked is not None and in_referential(prechecked.evidence, referential):
+        result = evaluate_evidence(
+            agent_id, prechecked.evidence, referential, engine_version=engine_version
+        )
+        return result, Fragment(prechecked.inputs)
     evidence = plain_evidence(agent_id, records, referential)
     if evidence is None:
         forms = [submitted(r) for r in records]

@@ -364,3 +364,33 @@ def test_records_as_delivered_score_as_their_submitted_forms(fields, again, lear
     fast = score_delivered(learner, raws, REFERENTIAL, engine_version="t")
     full = score_learner(learner, forms, REFERENTIAL, engine_version="t")
     assert encode_record(learner, *fast) == encode_record(learner, *full)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(records(), max_size=4), st.booleans(), st.sampled_from(["L1", "Lé", " "]))
+def test_prechecked_evidence_in_the_referential_is_plain_evidence(fields, again, learner):
+    """Judging records once without the referential (an evidence index), then checking the
+    referential (a run), keeps exactly what the one-pass check keeps."""
+    from ceredis.evidence import RawEvidence, in_referential, plain_evidence, prechecked_evidence
+
+    fields = [{**f, "agentId": learner} if f.get("agentId") == "L1" else f for f in fields]
+    raws = [RawEvidence(f, f"line {i}") for i, f in enumerate(fields, start=1)]
+    if again and raws:
+        raws.append(raws[0])
+    prechecked = prechecked_evidence(learner, raws)
+    admitted = prechecked if prechecked and in_referential(prechecked, REFERENTIAL) else None
+    assert admitted == plain_evidence(learner, raws, REFERENTIAL)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(any_evidence(), max_size=5), st.sampled_from(["L1", "Lé"]))
+def test_evidence_rows_read_back_digit_for_digit(evidence, learner):
+    """The index's rows give back the evidence, each score with its own exponent."""
+    import orjson
+
+    from ceredis.evidence import evidence_from_rows, evidence_rows
+
+    evidence = [e._replace(agent_id=learner) for e in evidence]
+    back = evidence_from_rows(learner, orjson.loads(orjson.dumps(evidence_rows(evidence))))
+    assert back == evidence
+    assert [str(e.raw_score) for e in back] == [str(e.raw_score) for e in evidence]

@@ -331,3 +331,48 @@ def test_agents_are_listed_sorted_and_the_index_is_reused(tmp_path):
     assert list(first.open().agents()) == ["L1", "L2", "L3"]
     again = prepare_source(str(path))
     assert again.index == first.index and again.sha256 == first.sha256
+
+
+def test_indexing_removes_what_an_older_version_left(tmp_path):
+    """An index an older engine built for the same file goes when the file is indexed
+    again; another file's index stays."""
+    path = write_jsonl(tmp_path / "e.jsonl", [record("5.1", "P2", 50)])
+    folder = prepare_source(str(path)).index.parent
+    digest = prepare_source(str(path)).sha256
+    older, other = folder / f"{digest}-v1.jsonl.sqlite", folder / f"{'0' * 64}-v1.jsonl.sqlite"
+    older.write_bytes(b"old")
+    other.write_bytes(b"other")
+    prepare_source(str(path)).index.unlink()  # the current index is built again
+    assert prepare_source(str(path)).index.exists()
+    assert not older.exists() and other.exists()
+
+
+def test_prechecked_learners_score_as_their_records_do(tmp_path, referential):
+    """A learner scored from the index's prechecked evidence gets the very result and
+    ledger record its records give through the one-pass check; a competency the
+    referential does not know, an invalid record or a conflicting duplicate sends the
+    learner to its records."""
+    from ceredis import __version__
+    from ceredis.record import encode_record, score_delivered
+
+    rows = [
+        record("1.1", "P1", 100, agent="L1", eid="a"),
+        record("1.2", "P2", Decimal("72.50"), agent="L1", eid="b"),
+        record("1.2", "P2", Decimal("72.50"), agent="L1", eid="b"),  # the same twice: one
+        record("2.1", "P3", 0, agent="L1", eid="c", timestamp="2026-10-01T23:30:00-05:00"),
+        record("1.1", "P1", 50, agent="L2", eid="a"),
+        record("9.9", "P1", 50, agent="L2", eid="b"),  # prechecked; the referential refuses
+        record("1.1", "P1", 101, agent="L3", eid="a"),  # invalid: never prechecked
+        record("1.1", "P1", 50, agent="L4", eid="a"),
+        record("1.1", "P1", 51, agent="L4", eid="a"),  # the same id, other content
+    ]
+    source = prepare_source(str(write_jsonl(tmp_path / "e.jsonl", rows))).open()
+    prechecked = {}
+    for agent in ("L1", "L2", "L3", "L4"):
+        delivered = source.fetch(agent)
+        prechecked[agent] = getattr(delivered, "prechecked", None) is not None
+        fast = score_delivered(agent, delivered, referential, engine_version=__version__)
+        plain = score_delivered(agent, list(delivered), referential, engine_version=__version__)
+        assert encode_record(agent, *fast) == encode_record(agent, *plain)
+    source.close()
+    assert prechecked == {"L1": True, "L2": True, "L3": False, "L4": False}

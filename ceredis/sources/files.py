@@ -7,7 +7,10 @@ export in memory N times. The index holds one row per learner: the line numbers 
 records as canonical JSON texts, one per line of the row, in file order, marked
 ``plain`` when orjson reads every one back as the engine sees it (a flat object whose
 every fraction is its float's shortest text: the engine reads a float through that
-text): a plain learner is decoded by orjson in one call, any other exactly. A line
+text): a plain learner is decoded by orjson in one call, any other exactly. When every
+record of a learner is plainly valid but for the referential, the row also holds that
+evidence and its ledger inputs (:class:`~ceredis.record.Prechecked`), so a run checks
+only the referential and decodes the records only if the referential refuses one. A line
 that cannot be attributed to a learner (not JSON, no ``agentId``) stops the run before
 any work: scoring anyone while some record is unaccounted for could score a learner on
 a subset of their evidence.
@@ -15,6 +18,7 @@ a subset of their evidence.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import itertools
@@ -22,7 +26,8 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from importlib import resources
 from operator import itemgetter
 from pathlib import Path
@@ -32,11 +37,21 @@ import orjson
 
 from ceredis.config import cache_dir
 from ceredis.errors import EvidenceFileError, NotInSource, SourceError
-from ceredis.evidence import FIELDS, OPTIONAL, RawEvidence, id_problem, submitted
+from ceredis.evidence import (
+    FIELDS,
+    OPTIONAL,
+    RawEvidence,
+    evidence_from_rows,
+    evidence_rows,
+    id_problem,
+    prechecked_evidence,
+    submitted,
+)
 from ceredis.exactjson import JSONError, loads, loads_each, utf8_text
 from ceredis.exactjson import number as number_of
 from ceredis.private import private_dir
-from ledger.canonical import canonical
+from ceredis.record import Prechecked, evidence_inputs
+from ledger.canonical import Fragment, canonical
 
 __all__ = [
     "BUNDLED_URI",
@@ -50,7 +65,7 @@ __all__ = [
 ]
 
 BUNDLED_URI = "bundled:"
-_INDEX_VERSION = "4"
+_INDEX_VERSION = "5"
 _MAX_REPORTED = 20
 _BOM = b"\xef\xbb\xbf"
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
@@ -247,7 +262,16 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
+    _remove_older_versions(target, digest)
     return target, digest
+
+
+def _remove_older_versions(target: Path, digest: str) -> None:
+    """Remove the indexes of the same file that an older engine version built."""
+    for old in target.parent.glob(f"{digest}-v*.sqlite"):
+        if old != target:
+            with contextlib.suppress(FileNotFoundError):  # another run removed it first
+                old.unlink()
 
 
 def _index_records(db: sqlite3.Connection, path: Path) -> list[str]:
@@ -274,20 +298,50 @@ def _index_records(db: sqlite3.Connection, path: Path) -> list[str]:
 
 def _index_learners(db: sqlite3.Connection) -> None:
     """One row per learner from the records table: lines, texts (canonical JSON has no
-    raw line break), and whether every record is plain."""
+    raw line break), whether every record is plain, and the prechecked evidence and its
+    ledger inputs when there is one (:func:`_prechecked_columns`)."""
     db.execute("CREATE INDEX temp.evidence_agent ON evidence (agent_id, line)")
-    db.execute(
-        "CREATE TABLE learners (agent_id TEXT PRIMARY KEY, lines TEXT, records TEXT, "
-        "plain INTEGER) WITHOUT ROWID"
+    db.execute(  # the short columns first: a run seldom reads past them
+        "CREATE TABLE learners (agent_id TEXT PRIMARY KEY, evidence BLOB, inputs BLOB, "
+        "plain INTEGER, lines TEXT, records TEXT) WITHOUT ROWID"
     )
     rows = db.execute("SELECT agent_id, line, fields, plain FROM evidence ORDER BY agent_id, line")
     for agent, group in itertools.groupby(rows, key=itemgetter(0)):
-        _, lines, texts, plain = zip(*group, strict=True)
+        _, numbers, texts, flags = zip(*group, strict=True)
+        lines, records, plain = ",".join(map(str, numbers)), "\n".join(texts), all(flags)
         db.execute(
-            "INSERT INTO learners VALUES (?, ?, ?, ?)",
-            (agent, ",".join(map(str, lines)), "\n".join(texts), all(plain)),
+            "INSERT INTO learners VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                agent,
+                *_prechecked_columns(agent, _decoded(lines, records, plain)),
+                plain,
+                lines,
+                records,
+            ),
         )
     db.execute("DROP TABLE evidence")
+
+
+def _prechecked_columns(agent: str, records: list[RawEvidence]) -> tuple[bytes | None, ...]:
+    """The learner's prechecked evidence as JSON rows and its ledger inputs' canonical
+    bytes, or two nulls when a record needs the full check (or a text cannot be encoded)."""
+    evidence = prechecked_evidence(agent, records)
+    inputs = evidence_inputs(evidence) if evidence is not None else None
+    if not isinstance(inputs, Fragment):
+        return None, None
+    return orjson.dumps(evidence_rows(evidence)), bytes(inputs)
+
+
+def _decoded(lines: str, records: str, plain: bool) -> list[RawEvidence]:
+    """A learner's records from its index row, each located by its line."""
+    if plain:
+        values = orjson.loads("[" + records.replace("\n", ",") + "]")
+    else:
+        values = loads_each(records.split("\n"))
+    return [
+        RawEvidence(value, f"line {line}")
+        for line, value in zip(lines.split(","), values, strict=True)
+    ]
 
 
 def _reads_back(text: str) -> bool:
@@ -332,7 +386,7 @@ class FileSource:
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         return self._db
 
-    def fetch(self, agent_id: str) -> list[RawEvidence]:
+    def fetch(self, agent_id: str) -> Sequence[RawEvidence]:
         """The learner's records in file order; NotInSource for an id the source does not
         list (only when it knows every learner: an export cannot name those without evidence).
         """
@@ -341,27 +395,22 @@ class FileSource:
                 f"learner {agent_id!r} is not in the source {self.name}, which lists every "
                 "learner it has: check the id"
             )
-        try:
-            row = (
-                self._connection()
-                .execute(
-                    "SELECT lines, records, plain FROM learners WHERE agent_id = ?", (agent_id,)
-                )
-                .fetchone()
-            )
-        except sqlite3.Error as exc:
-            raise SourceError(f"{self.name}: cannot read the evidence index ({exc})") from None
+        row = self._row("evidence, inputs", agent_id)
         if row is None:
             return []
-        lines, records, plain = row
-        if plain:
-            values = orjson.loads("[" + records.replace("\n", ",") + "]")
-        else:
-            values = loads_each(records.split("\n"))
-        return [
-            RawEvidence(value, f"line {line}")
-            for line, value in zip(lines.split(","), values, strict=True)
-        ]
+        evidence, inputs = row
+        records = partial(self._row, "lines, records, plain", agent_id)
+        if evidence is None:
+            return _decoded(*records())
+        prechecked = Prechecked(evidence_from_rows(agent_id, orjson.loads(evidence)), inputs)
+        return _IndexedRecords(prechecked, records)
+
+    def _row(self, columns: str, agent_id: str) -> tuple[Any, ...] | None:
+        try:
+            sql = f"SELECT {columns} FROM learners WHERE agent_id = ?"
+            return self._connection().execute(sql, (agent_id,)).fetchone()
+        except sqlite3.Error as exc:
+            raise SourceError(f"{self.name}: cannot read the evidence index ({exc})") from None
 
     def agents(self) -> Iterator[str]:
         """Every learner with at least one record, sorted."""
@@ -381,3 +430,29 @@ class FileSource:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+class _IndexedRecords(Sequence[RawEvidence]):
+    """A learner's records from the index, decoded only when read: a run scores them
+    from their :class:`Prechecked` form unless the referential refuses one."""
+
+    __slots__ = ("_read", "_records", "prechecked")
+
+    def __init__(self, prechecked: Prechecked, read: Callable[[], tuple[Any, ...]]) -> None:
+        self.prechecked = prechecked
+        self._read = read
+        self._records: list[RawEvidence] | None = None
+
+    def _all(self) -> list[RawEvidence]:
+        if self._records is None:
+            self._records = _decoded(*self._read())
+        return self._records
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self) -> Iterator[RawEvidence]:
+        return iter(self._all())
