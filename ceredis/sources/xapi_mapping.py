@@ -85,30 +85,43 @@ def statement_to_evidence(
     """
     if type(statement) is not dict and not isinstance(statement, Mapping):
         return RawEvidence({}, f"statement #{position} (not a JSON object)")
-    sid = statement.get("id")
+    get = statement.get
+    sid = get("id")
     where = f"statement {sid}" if isinstance(sid, str) and sid else f"statement #{position}"
-    context = _mapping(statement.get("context"))
+    context = _mapping(get("context"))
     extensions = _mapping(context.get("extensions"))
-    # Read in the order of the record's fields; a default is looked up only when used.
-    found = {
-        "evidenceId": extensions.get(EVIDENCE_ID, sid),
-        "agentId": actor_id(statement.get("actor"), home_page),
-        "competencyId": extensions.get(COMPETENCY, _NONE),
-        "evidenceType": extensions.get(EVIDENCE_TYPE),
-        "rawScore": raw_score(_mapping(statement.get("result"))),
-        "timestamp": statement.get("timestamp"),
-        "context": extensions.get(CONTEXT, _NONE),
-        "validator": extensions.get(VALIDATOR, _NONE),
-    }
-    if found["competencyId"] is _NONE:
+    ext = extensions.get
+    found = {}  # in the order of the record's fields
+    if (value := ext(EVIDENCE_ID, sid)) is not None:
+        found["evidenceId"] = value
+    if (value := actor_id(get("actor"), home_page)) is not None:
+        found["agentId"] = value
+    if (value := ext(COMPETENCY, _NONE)) is _NONE:  # a default is looked up only when used
+        value = _default("competencyId", statement, context)
+    if value is not None:
+        found["competencyId"] = value
+    if (value := ext(EVIDENCE_TYPE)) is not None:
+        found["evidenceType"] = value
+    if (value := raw_score(_mapping(get("result")))) is not None:
+        found["rawScore"] = value
+    if (value := get("timestamp")) is not None:
+        found["timestamp"] = value
+    for name, key in (("context", CONTEXT), ("validator", VALIDATOR)):
+        if (value := ext(key, _NONE)) is _NONE:
+            value = _default(name, statement, context)
+        if value is not None:
+            found[name] = value
+    return RawEvidence(found, where)
+
+
+def _default(name: str, statement: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
+    """A field the extensions do not give: from the object, registration or instructor."""
+    if name == "competencyId":
         obj = _mapping(statement.get("object"))
-        is_activity = obj.get("objectType", "Activity") == "Activity"
-        found["competencyId"] = obj.get("id") if is_activity else None
-    if found["context"] is _NONE:
-        found["context"] = context.get("registration")
-    if found["validator"] is _NONE:
-        found["validator"] = _agent_label(context.get("instructor"))
-    return RawEvidence({k: v for k, v in found.items() if v is not None}, where)
+        return obj.get("id") if obj.get("objectType", "Activity") == "Activity" else None
+    if name == "context":
+        return context.get("registration")
+    return _agent_label(context.get("instructor"))
 
 
 def raw_score(result: Mapping[str, Any]) -> Any:
