@@ -1,5 +1,5 @@
 """``python -m ceredis``: the command line."""
 
-from ceredis.cli import main
+from ceredis.cli import run
 
-raise SystemExit(main())
+run()

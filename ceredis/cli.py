@@ -12,13 +12,14 @@ private file under the cache directory); 128 + the signal number when stopped by
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ceredis import __version__
 from ceredis.errors import (
@@ -39,11 +40,19 @@ if TYPE_CHECKING:
     from ceredis.plan import BatchPlan
     from ceredis.progress import StepMeter
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 _UNWRAPPED = 10_000  # a console width no line reaches: text to a file is never wrapped
 EXIT_OUTAGE = 4  # an outage outlasted the budget: the batch stopped, resumable
+
+
+def run() -> NoReturn:
+    """The ``ceredis`` command: :func:`main`, then exit without the interpreter's last
+    collections, which would only walk what exiting frees anyway (~50 ms of every run)."""
+    code = main()
+    gc.freeze()
+    raise SystemExit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
