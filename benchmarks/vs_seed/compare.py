@@ -55,6 +55,8 @@ from _bench import (  # noqa: E402  (the path above makes the shared machinery i
 SEED_DIR = HERE / "seed"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SAMPLE_PERIOD = 0.1  # seconds between /proc samples of a process tree
+TUNING_LEARNERS = 500  # the sample each candidate setting is tuned on
+TUNING_PASSES = 2  # runs of each candidate, in turn; the faster one counts
 LATENCIES, CONCURRENCIES, FILE_CONCURRENCIES = (0, 20, 50), (1, 4, 16), (1, 2, 4)
 
 
@@ -561,27 +563,36 @@ def check_agreement(ctx: Context, point: Point) -> dict[str, Any]:
 
 
 def tune(ctx: Context, point: Point, sample: Context) -> tuple[Setting, list[dict]]:
-    """The project's best setting at *point*, by a short run of each candidate on the
-    sample; ranked by the rate once the first request went out (start-up left out, as
-    it weighs ten times more on a sample than on the cohort), on files end to end; the
-    fewest processes within 5 % of the fastest win."""
+    """The project's best setting at *point*, by short runs of each candidate on the
+    sample, every candidate once then every candidate again (a slow moment of the machine
+    then spoils one run of a setting, not the setting), each ranked by its faster run;
+    the rate counts from the first request (start-up left out, as it weighs ten times
+    more on a sample than on the cohort). The fewest processes within 5 % of the fastest
+    win."""
     candidates = candidate_settings(point, ctx.has_in_flight)
     if len(candidates) == 1:
         return candidates[0], []
     tried = []
-    for setting in candidates:
-        run, _ = measure(sample, "project", point, setting)
-        rate = run.rate
-        if run.first_request_s is not None:
-            rate = run.learners / (run.wall - run.first_request_s)
-        tried.append({"setting": setting.label, "rate": rate, "exit": run.exit_code})
+    for _ in range(TUNING_PASSES):
+        for setting in candidates:
+            run, _ = measure(sample, "project", point, setting)
+            rate = run.rate
+            if run.first_request_s is not None:
+                rate = run.learners / (run.wall - run.first_request_s)
+            tried.append({"setting": setting.label, "rate": rate, "exit": run.exit_code})
     ok = [t for t in tried if t["exit"] == 0]
-    if not ok:
+    failed = {t["setting"] for t in tried if t["exit"] != 0}
+    rates = {
+        s.label: max(t["rate"] for t in ok if t["setting"] == s.label)
+        for s in candidates
+        if s.label not in failed
+    }
+    if not rates:
         raise BenchError(f"every project setting failed while tuning {point.label}")
     # The fewest processes within 5 % of the fastest: each one costs memory and a database
     # connection, and the tuning runs are too short to tell 5 % apart.
-    top = max(t["rate"] for t in ok)
-    best = next(t for t in ok if t["rate"] >= 0.95 * top)["setting"]
+    top = max(rates.values())
+    best = next(label for label, rate in rates.items() if rate >= 0.95 * top)
     return next(s for s in candidates if s.label == best), tried
 
 
@@ -861,7 +872,7 @@ def _main(args: argparse.Namespace) -> int:
             return 1
         sample = None
         if tuning:
-            sample_size = min(learners, 200)
+            sample_size = min(learners, TUNING_LEARNERS)
             sample = Context(
                 directory,
                 cohort_path,
