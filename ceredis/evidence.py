@@ -238,7 +238,7 @@ def evidence_from_rows(agent_id: str, rows: Iterable[list[Any]]) -> list[Evidenc
         score = scores.get(text)
         if score is None:
             score = Decimal(text)  # str() of a Decimal reads back with its own exponent
-            if len(scores) < _MAX_FLOAT_SCORES:
+            if len(scores) < _MAX_CACHED_SCORES:
                 scores[text] = score
         evidence.append(
             _EVIDENCE(
@@ -342,13 +342,13 @@ def _float_score(value: float) -> Decimal | None:
     if not math.isfinite(value):
         return None
     score = _normalized(Decimal(repr(value)))
-    if len(_FLOAT_SCORES) < _MAX_FLOAT_SCORES:
+    if len(_FLOAT_SCORES) < _MAX_CACHED_SCORES:
         _FLOAT_SCORES[value] = score
     return score
 
 
 _FLOAT_SCORES: dict[float, Decimal] = {}
-_MAX_FLOAT_SCORES = 100_000
+_MAX_CACHED_SCORES = 100_000
 
 
 _FIELD_NAMES = frozenset(FIELDS)

@@ -10,7 +10,7 @@ handle is ever inherited through fork.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -34,12 +34,14 @@ class EvidenceSource(Protocol):
     #: A display name for messages and reports; never contains a secret.
     name: str
 
-    def fetch(self, agent_id: str) -> list[RawEvidence]:
+    def fetch(self, agent_id: str) -> Sequence[RawEvidence]:
         """Every evidence record the source holds for *agent_id*, as received.
 
         Records are returned unvalidated (the scoring core validates them) and in a
-        deterministic order. Raises :class:`~ceredis.errors.SourceError` when the
-        source cannot answer (after its own retries).
+        deterministic order; a source that judged them ahead (an evidence file's index)
+        may attach that judgement as ``prechecked`` (:class:`~ceredis.record.Prechecked`).
+        Raises :class:`~ceredis.errors.SourceError` when the source cannot answer (after
+        its own retries).
         """
         ...
 

@@ -262,13 +262,13 @@ def index_evidence_file(path: Path) -> tuple[Path, str]:
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
-    _remove_older_versions(target, digest)
+    _remove_older_versions(target, f"{digest}-v*{path.suffix}.sqlite")
     return target, digest
 
 
-def _remove_older_versions(target: Path, digest: str) -> None:
-    """Remove the indexes of the same file that an older engine version built."""
-    for old in target.parent.glob(f"{digest}-v*.sqlite"):
+def _remove_older_versions(target: Path, pattern: str) -> None:
+    """Remove the indexes of the same file that another engine version built."""
+    for old in target.parent.glob(pattern):
         if old != target:
             with contextlib.suppress(FileNotFoundError):  # another run removed it first
                 old.unlink()
