@@ -236,10 +236,8 @@ def evidence_from_rows(agent_id: str, rows: Iterable[list[Any]]) -> list[Evidenc
     evidence = []
     for eid, competency, etype, text, timestamp, context, validator in rows:
         score = scores.get(text)
-        if score is None:
-            score = Decimal(text)  # str() of a Decimal reads back with its own exponent
-            if len(scores) < _MAX_CACHED_SCORES:
-                scores[text] = score
+        if score is None:  # str() of a Decimal reads back with its own exponent
+            score = _remember(scores, text, Decimal(text))
         evidence.append(
             _EVIDENCE(
                 Evidence, (eid, agent_id, competency, etype, score, timestamp, context, validator)
@@ -341,9 +339,13 @@ def _float_score(value: float) -> Decimal | None:
     repeat), or ``None`` when it is not finite."""
     if not math.isfinite(value):
         return None
-    score = _normalized(Decimal(repr(value)))
-    if len(_FLOAT_SCORES) < _MAX_CACHED_SCORES:
-        _FLOAT_SCORES[value] = score
+    return _remember(_FLOAT_SCORES, value, _normalized(Decimal(repr(value))))
+
+
+def _remember(cache: dict[Any, Decimal], key: Any, score: Decimal) -> Decimal:
+    """*score*, kept in *cache* under *key* while the cache is small (scores repeat)."""
+    if len(cache) < _MAX_CACHED_SCORES:
+        cache[key] = score
     return score
 
 

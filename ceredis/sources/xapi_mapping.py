@@ -97,7 +97,8 @@ def statement_to_evidence(
     if (value := actor_id(get("actor"), home_page)) is not None:
         found["agentId"] = value
     if (value := ext(COMPETENCY, _NONE)) is _NONE:  # a default is looked up only when used
-        value = _default("competencyId", statement, context)
+        obj = _mapping(get("object"))
+        value = obj.get("id") if obj.get("objectType", "Activity") == "Activity" else None
     if value is not None:
         found["competencyId"] = value
     if (value := ext(EVIDENCE_TYPE)) is not None:
@@ -106,22 +107,15 @@ def statement_to_evidence(
         found["rawScore"] = value
     if (value := get("timestamp")) is not None:
         found["timestamp"] = value
-    for name, key in (("context", CONTEXT), ("validator", VALIDATOR)):
-        if (value := ext(key, _NONE)) is _NONE:
-            value = _default(name, statement, context)
-        if value is not None:
-            found[name] = value
+    if (value := ext(CONTEXT, _NONE)) is _NONE:
+        value = context.get("registration")
+    if value is not None:
+        found["context"] = value
+    if (value := ext(VALIDATOR, _NONE)) is _NONE:
+        value = _agent_label(context.get("instructor"))
+    if value is not None:
+        found["validator"] = value
     return RawEvidence(found, where)
-
-
-def _default(name: str, statement: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
-    """A field the extensions do not give: from the object, registration or instructor."""
-    if name == "competencyId":
-        obj = _mapping(statement.get("object"))
-        return obj.get("id") if obj.get("objectType", "Activity") == "Activity" else None
-    if name == "context":
-        return context.get("registration")
-    return _agent_label(context.get("instructor"))
 
 
 def raw_score(result: Mapping[str, Any]) -> Any:
