@@ -27,10 +27,13 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_DIGITS",
     "JSONError",
+    "decode_typed",
     "loads",
     "loads_document",
     "loads_each",
     "number",
+    "plain_number",
+    "typed_decoder",
     "unreadable",
     "utf8_text",
 ]
@@ -114,6 +117,41 @@ def loads_document(data: bytes) -> Any:
     no Python call per object; whatever :func:`_fast` cannot vouch for, loads decides."""
     value = _fast(data) if len(data) > _SMALL and _DEPTH_CHECKED else None
     return loads(data) if value is None else value
+
+
+def typed_decoder(shape: Any) -> msgspec.json.Decoder:
+    """A decoder of *shape* (shallow structs that forbid unknown fields) for
+    :func:`decode_typed`: numbers where *shape* says ``Any`` are read as loads reads
+    them (``int``, ``Decimal(text)``); type them nowhere else (msgspec takes a string
+    for a Decimal)."""
+    return msgspec.json.Decoder(shape, float_hook=_WITHIN_DIGITS.create_decimal)
+
+
+def decode_typed(data: bytes, decoder: msgspec.json.Decoder) -> Any:
+    """*data* decoded by a :func:`typed_decoder`, or ``None`` for :func:`loads` to decide.
+
+    ``None`` when the text does not fit the type, or holds what the decoder could read
+    otherwise than loads: an escaped colon or surrogate, or a duplicate key (the decoder
+    keeps the last; re-encoding then gives fewer colons, as in :func:`_fast`). Numbers
+    are the caller's to check with :func:`plain_number`.
+    """
+    if b"\\" in data and (_COLON_ESCAPE.search(data) or _SURROGATE_BYTES.search(data)):
+        return None
+    try:
+        value = decoder.decode(data)
+    except (msgspec.DecodeError, decimal.DecimalException):  # not of the type, too long
+        return None
+    if _TYPED.encode(value).count(b":") != data.count(b":"):
+        return None
+    return value
+
+
+def plain_number(value: int | Decimal) -> bool:
+    """Whether loads reads *value* as it stands: within MAX_DIGITS, no exponent."""
+    if type(value) is int:
+        return -_LONGEST < value < _LONGEST
+    shown = str(value)
+    return len(shown) <= MAX_DIGITS and "E" not in shown
 
 
 def _fast(data: bytes) -> Any:
@@ -357,6 +395,7 @@ _ORJSON_DEPTH = 254
 #: values that nest deeper than MAX_DEPTH.
 _WRAP = _ORJSON_DEPTH - MAX_DEPTH
 _COLON_ESCAPE = re.compile(rb"\\u003[aA]")
+_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 #: Bytes up to which loads is cheaper than :func:`_fast` (whose checks cost about 8 µs).
 _SMALL = 1024
 
@@ -411,3 +450,4 @@ _WITHIN_DIGITS = decimal.Context(
 #: A whole document's value at orjson's speed: numbers with a fraction or an exponent are
 #: Decimal(text) within MAX_DIGITS, its other checks are :func:`_fast`'s.
 _FAST = msgspec.json.Decoder(float_hook=_WITHIN_DIGITS.create_decimal)
+_TYPED = msgspec.json.Encoder()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.parse
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,7 @@ from ceredis.sources.xapi_mapping import (
     raw_score,
     statement_to_evidence,
 )
+from ceredis.sources.xapi_typed import TypedPage, as_general, decode_page, typed_evidence
 
 __all__ = [
     "COMPETENCY",
@@ -190,11 +191,7 @@ class XapiSource(RemoteSource):
         voiding ones) are left out, as a conformant LRS does.
         """
         agent = json.dumps(self._agent_filter(agent_id), sort_keys=True, separators=(",", ":"))
-        statements = self._statements({"agent": agent})
-        return [
-            statement_to_evidence(statement, self.home_page, position)
-            for position, statement in enumerate(_effective(statements), start=1)
-        ]
+        return pages_evidence(list(self._pages({"agent": agent}, _decode_page)), self.home_page)
 
     def agents(self) -> Iterator[str]:
         """Every learner found in the LRS, sorted.
@@ -215,7 +212,7 @@ class XapiSource(RemoteSource):
     def ping(self) -> None:
         """One authenticated ``GET statements?limit=1``; a clear SourceError if it fails."""
         try:
-            self._page("statements", {"limit": "1"})
+            self._page("statements", {"limit": "1"}, parse_json)
         except SourceError as exc:
             raise type(exc)(f"the xAPI source cannot start: {exc}") from None
 
@@ -228,11 +225,16 @@ class XapiSource(RemoteSource):
 
     def _statements(self, fields: Mapping[str, str]) -> Iterator[Any]:
         """Every statement of a query, page after page (``more`` links followed)."""
-        body = self._page("statements", {**fields, "limit": str(self.page_size)})
+        for page in self._pages(fields, parse_json):
+            yield from page["statements"]
+
+    def _pages(self, fields: Mapping[str, str], decode: Callable[[bytes], Any]) -> Iterator[Any]:
+        """Every page of a query, each as *decode* reads it (``more`` links followed)."""
+        body = self._page("statements", {**fields, "limit": str(self.page_size)}, decode)
         seen: set[str] = set()
         while True:
-            yield from body["statements"]
-            more = body.get("more")
+            yield body
+            more = body.more if type(body) is TypedPage else body.get("more")
             if not more:
                 return
             if more in seen:
@@ -241,17 +243,20 @@ class XapiSource(RemoteSource):
                     "broken (duplicate statement ids?), so the statements cannot all be read"
                 )
             seen.add(more)
-            body = self._page(more, None)
+            body = self._page(more, None, decode)
 
-    def _page(self, path: str, fields: Mapping[str, str] | None) -> dict[str, Any]:
-        """One page: ``{"statements": [...], "more": str}``, or a SourceError."""
+    def _page(
+        self, path: str, fields: Mapping[str, str] | None, decode: Callable[[bytes], Any]
+    ) -> Any:
+        """One page: ``{"statements": [...], "more": str}`` or a TypedPage; or a
+        SourceError."""
         response = self._http.request(
             "GET",
             path,
             fields=fields,
             headers={"X-Experience-API-Version": XAPI_VERSION, "Accept": "application/json"},
             ok=(401, 403),
-            decode=parse_json,
+            decode=decode,
         )
         if response.status in (401, 403):
             if self._authenticated:
@@ -262,6 +267,8 @@ class XapiSource(RemoteSource):
                 f"{self.name}: the LRS refused the credentials (HTTP {response.status}); {hint}"
             )
         body = response.body
+        if type(body) is TypedPage:
+            return body
         if not isinstance(body, dict) or not isinstance(body.get("statements"), list):
             raise SourceError(
                 f"{self.name}: GET statements did not answer an xAPI StatementResult "
@@ -271,6 +278,30 @@ class XapiSource(RemoteSource):
         if more is not None and not isinstance(more, str):
             raise SourceError(f"{self.name}: the LRS's 'more' link is not a string")
         return body
+
+
+def pages_evidence(pages: list[Any], home_page: str) -> list[RawEvidence]:
+    """The evidence records of a learner's pages (each as :func:`_decode_page` reads
+    it): the typed fast lane when every page is common, else the general mapping."""
+    if all(type(page) is TypedPage for page in pages):
+        return typed_evidence(pages, home_page)
+    statements = _effective(_general_statements(pages))
+    return [statement_to_evidence(s, home_page, n) for n, s in enumerate(statements, start=1)]
+
+
+def _decode_page(data: bytes) -> Any:
+    """A page of common statements as a TypedPage, any other as the general decoder
+    reads it (and refuses it: a decode error the HTTP client retries)."""
+    return decode_page(data) or parse_json(data)
+
+
+def _general_statements(pages: list[Any]) -> Iterator[Any]:
+    """The statements of pages read either way, as the general decoder gives them."""
+    for page in pages:
+        if type(page) is TypedPage:
+            yield from as_general([page])
+        else:
+            yield from page["statements"]
 
 
 def _is_voiding(statement: Mapping[str, Any]) -> bool:

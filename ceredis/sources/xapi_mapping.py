@@ -23,6 +23,7 @@ __all__ = [
     "RAW_SCORE_TEXT",
     "VALIDATOR",
     "actor_id",
+    "agreed_score",
     "raw_score",
     "statement_to_evidence",
 ]
@@ -152,7 +153,12 @@ def raw_score(result: Mapping[str, Any]) -> Any:
         value = _plain(Decimal(scaled).scaleb(2))  # × 100, exact, digits kept
     else:
         return None
-    text = _mapping(result.get("extensions")).get(RAW_SCORE_TEXT)
+    return agreed_score(value, _mapping(result.get("extensions")).get(RAW_SCORE_TEXT))
+
+
+def agreed_score(value: int | Decimal, text: Any) -> Any:
+    """*value* checked against the raw-score extension's *text* (``None``: absent): the
+    exact value when they agree, else a string saying they do not."""
     if text is None:
         return value
     kind = type(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import socket
 import time
@@ -13,7 +14,8 @@ import pytest
 
 from ceredis.errors import SourceError
 from ceredis.sources.ratelimit import RateLimiter
-from ceredis.sources.xapi import DEFAULT_HOME_PAGE, XapiSource
+from ceredis.sources.xapi import DEFAULT_HOME_PAGE, XapiSource, _decode_page
+from ceredis.sources.xapi_typed import TypedPage
 from doubles.ralph import RalphLRS
 from doubles.xapi_fixtures import evidence_to_statements, statement_id
 from tests.builders import settings_from
@@ -291,3 +293,23 @@ def test_workers_open_their_own_client_and_share_the_rate_limit(ralph: RalphLRS)
     with context.Pool(2, _open_in_worker, ("xapi+" + ralph.base_url, limiter)) as pool:
         got = pool.map(_fetch_in_worker, learners)
     assert got == [records(agent, 2) for agent in learners]
+
+
+def test_ralph_pages_take_the_typed_fast_lane(ralph: RalphLRS, open_source: Open) -> None:
+    """What Ralph sends back for our statements (``stored``, ``authority`` added) is of
+    the common shape: the fast lane serves the real LRS, not only the benchmark's."""
+    record = {
+        "evidenceId": "typed-1",
+        "agentId": "typed-alice",
+        "competencyId": "5.3",
+        "evidenceType": "P2",
+        "rawScore": Decimal("72.10"),
+        "timestamp": "2026-03-01T09:00:00+00:00",
+        "validator": "prof-dupont",
+    }
+    ralph.add(evidence_to_statements([record]))
+    source = open_source(ralph)
+    fields = {"agent": json.dumps(source._agent_filter("typed-alice")), "limit": "10"}
+    page = source._page("statements", fields, _decode_page)
+    assert type(page) is TypedPage
+    assert [dict(e.fields) for e in source.fetch("typed-alice")] == [record]
