@@ -114,10 +114,12 @@ _DECODER = typed_decoder(_StatementResult)
 
 
 class TypedPage(NamedTuple):
-    """A page of common statements, each with its sort key (UTC instant text, id)."""
+    """A page of common statements, each with its sort key (UTC instant text, id) and
+    its record's ``rawScore`` (UNSET: none)."""
 
     statements: list[Statement]
     keys: list[tuple[str, str]]
+    scores: list[Any]
     more: str | None
 
 
@@ -126,25 +128,18 @@ def decode_page(data: bytes) -> TypedPage | None:
     page = decode_typed(data, _DECODER)
     if page is None:
         return None
-    keys = []
+    keys, scores = [], []
     for statement in page.statements:
-        key = _key(statement)
-        if key is None:
+        sid, verb = statement.id, statement.verb
+        if not sid or (verb is not UNSET and verb.id == VOIDED):
             return None
-        keys.append(key)
-    return TypedPage(page.statements, keys, page.more or None)
-
-
-def _key(statement: Statement) -> tuple[str, str] | None:
-    """The statement's sort key when it is common: an id, a common timestamp, no
-    voiding, a plain score on the usual scale; else ``None``."""
-    sid, verb = statement.id, statement.verb
-    if not sid or (verb is not UNSET and verb.id == VOIDED):
-        return None
-    instant = utc_sort_text(statement.timestamp)
-    if instant is None or _score(statement) is None:
-        return None
-    return instant, sid  # type: ignore[return-value]
+        instant = utc_sort_text(statement.timestamp)
+        score = _score(statement)
+        if instant is None or score is None:
+            return None
+        keys.append((instant, sid))
+        scores.append(score)
+    return TypedPage(page.statements, keys, scores, page.more or None)
 
 
 def _score(statement: Statement) -> Any:
@@ -173,23 +168,23 @@ def _plain(value: Any) -> bool:
 def typed_evidence(pages: Iterable[TypedPage], home_page: str) -> list[RawEvidence]:
     """The evidence records of a learner's pages, as the general mapping gives them:
     repeats of a statement once, sorted by instant then id."""
-    kept: list[tuple[tuple[str, str], Statement]] = []
+    kept: list[tuple[tuple[str, str], Statement, Any]] = []
     first: dict[str, Statement] = {}
     for page in pages:
-        for key, statement in zip(page.keys, page.statements, strict=True):
+        for key, statement, score in zip(page.keys, page.statements, page.scores, strict=True):
             seen = first.setdefault(key[1], statement)
             if seen is not statement and seen == statement:
                 continue  # the same statement seen on two pages
-            kept.append((key, statement))
+            kept.append((key, statement, score))
     kept.sort(key=_first)
-    return [_evidence(statement, home_page) for _, statement in kept]
+    return [_evidence(statement, score, home_page) for _, statement, score in kept]
 
 
-def _first(item: tuple[tuple[str, str], Statement]) -> tuple[str, str]:
+def _first(item: tuple[tuple[str, str], Statement, Any]) -> tuple[str, str]:
     return item[0]
 
 
-def _evidence(statement: Statement, home_page: str) -> RawEvidence:
+def _evidence(statement: Statement, score: Any, home_page: str) -> RawEvidence:
     """The record of a common statement, field for field as ``statement_to_evidence``."""
     sid = statement.id
     context = statement.context
@@ -201,7 +196,7 @@ def _evidence(statement: Statement, home_page: str) -> RawEvidence:
         found["competencyId"] = competency
     if ext.evidence_type is not UNSET:
         found["evidenceType"] = ext.evidence_type
-    if (score := _score(statement)) is not UNSET:
+    if score is not UNSET:
         found["rawScore"] = score
     found["timestamp"] = statement.timestamp
     if ext.context is not UNSET:
