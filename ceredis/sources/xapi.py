@@ -33,6 +33,7 @@ from ceredis.sources.xapi_mapping import (
     EVIDENCE_TYPE,
     RAW_SCORE_TEXT,
     VALIDATOR,
+    VOIDED,
     actor_id,
     raw_score,
     statement_to_evidence,
@@ -63,7 +64,6 @@ ENV_HOME_PAGE = "CEREDIS_XAPI_HOMEPAGE"
 
 DEFAULT_PAGE_SIZE = 100
 XAPI_VERSION = "1.0.3"
-_VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 _OPTIONS = ("homePage", "limit")
 _MAX_PAGE_SIZE = 10_000
 
@@ -299,14 +299,14 @@ def _general_statements(pages: list[Any]) -> Iterator[Any]:
     """The statements of pages read either way, as the general decoder gives them."""
     for page in pages:
         if type(page) is TypedPage:
-            yield from as_general([page])
+            yield from as_general(page)
         else:
             yield from page["statements"]
 
 
 def _is_voiding(statement: Mapping[str, Any]) -> bool:
     verb = statement.get("verb")
-    if _is_dict(verb) and verb.get("id") == _VOIDED:
+    if _is_dict(verb) and verb.get("id") == VOIDED:
         obj = statement.get("object")
         return _is_dict(obj) and obj.get("objectType") == "StatementRef"
     return False

@@ -22,6 +22,7 @@ __all__ = [
     "EVIDENCE_TYPE",
     "RAW_SCORE_TEXT",
     "VALIDATOR",
+    "VOIDED",
     "actor_id",
     "agreed_score",
     "raw_score",
@@ -42,6 +43,8 @@ COMPETENCY = _EXT + "competency"
 CONTEXT = _EXT + "context"
 #: ``context.extensions``: who scored it (else ``context.instructor``).
 VALIDATOR = _EXT + "validator"
+#: The verb of a voiding statement (its object a StatementRef to the voided one).
+VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 #: ``result.extensions``: the raw score's decimal text (``"72.10"``). LRSs re-encode
 #: JSON numbers through binary floats, so ``result.score.raw`` 72.10 comes back 72.1.
 RAW_SCORE_TEXT = _EXT + "raw-score"

@@ -4,12 +4,12 @@ walking dicts: the fast lane of :mod:`ceredis.sources.xapi_mapping`.
 A page is taken here only when every statement has the shape below (no unknown field,
 every value of its type, a plain score on 0–100, a timestamp of the common form, no
 voiding); any other page is decoded and mapped the general way. Both ways give the
-same evidence records (``tests/test_xapi_typed.py``).
+same evidence records (``tests/xapi/test_typed.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -25,12 +25,11 @@ from ceredis.sources.xapi_mapping import (
     EVIDENCE_TYPE,
     RAW_SCORE_TEXT,
     VALIDATOR,
+    VOIDED,
     agreed_score,
 )
 
-__all__ = ["TypedPage", "decode_page", "typed_evidence"]
-
-VOIDED = "http://adlnet.gov/expapi/verbs/voided"
+__all__ = ["Statement", "TypedPage", "as_general", "decode_page", "typed_evidence"]
 
 
 class _Shape(Struct, forbid_unknown_fields=True, gc=False):
@@ -229,10 +228,6 @@ def _competency(statement: Statement, ext: _ContextExtensions) -> str | None:
     return None if activity.id is UNSET else activity.id
 
 
-def as_general(pages: Sequence[TypedPage]) -> list[Any]:
-    """The statements of typed pages as the general decoder gives them (dicts)."""
-    return [
-        msgspec.to_builtins(statement, builtin_types=(Decimal,))
-        for page in pages
-        for statement in page.statements
-    ]
+def as_general(page: TypedPage) -> list[Any]:
+    """The statements of a typed page as the general decoder gives them (dicts)."""
+    return [msgspec.to_builtins(s, builtin_types=(Decimal,)) for s in page.statements]

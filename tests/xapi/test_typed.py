@@ -181,7 +181,7 @@ def test_a_typed_page_holds_what_the_general_decoder_reads(found):
     page = xapi_typed.decode_page(data)
     if page is not None:
         body = loads_document(data)
-        assert forms(xapi_typed.as_general([page])) == forms(body["statements"])
+        assert forms(xapi_typed.as_general(page)) == forms(body["statements"])
         assert page.more == body["more"]
 
 
