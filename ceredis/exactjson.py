@@ -139,8 +139,8 @@ def decode_typed(data: bytes, decoder: msgspec.json.Decoder) -> Any:
         return None
     try:
         value = decoder.decode(data)
-    except (msgspec.DecodeError, decimal.DecimalException):  # not of the type, too long
-        return None
+    except (msgspec.DecodeError, RecursionError, decimal.DecimalException):
+        return None  # not of the type, nested too deep, a number too long
     if _TYPED.encode(value).count(b":") != data.count(b":"):
         return None
     return value
