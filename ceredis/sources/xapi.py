@@ -248,8 +248,8 @@ class XapiSource(RemoteSource):
     def _page(
         self, path: str, fields: Mapping[str, str] | None, decode: Callable[[bytes], Any]
     ) -> Any:
-        """One page: ``{"statements": [...], "more": str}`` or a TypedPage; or a
-        SourceError."""
+        """One page as *decode* reads it: a TypedPage, or a checked
+        ``{"statements": [...], "more": str}``; a SourceError if it is neither."""
         response = self._http.request(
             "GET",
             path,
@@ -292,7 +292,8 @@ def pages_evidence(pages: list[Any], home_page: str) -> list[RawEvidence]:
 def _decode_page(data: bytes) -> Any:
     """A page of common statements as a TypedPage, any other as the general decoder
     reads it (and refuses it: a decode error the HTTP client retries)."""
-    return decode_page(data) or parse_json(data)
+    page = decode_page(data)
+    return parse_json(data) if page is None else page
 
 
 def _general_statements(pages: list[Any]) -> Iterator[Any]:
