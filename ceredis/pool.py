@@ -13,8 +13,11 @@ With a remote source each worker also keeps a few fetch threads: they fetch the 
 of the chunk's next learners while the current one is scored, so a few processes keep
 many requests in flight. The batch-wide bound on requests in flight is the shared
 limiter's semaphore (``--in-flight``), held around every request; a file source is read
-inline, without threads. A worker death is charged to the learner at the head of its
-chunk (the one being scored or waited for), as without prefetching.
+inline, without threads. Once a chunk's last fetch has started, the worker takes its
+next chunk from the pool's queue if one waits there (``ceredis.readahead``) and starts
+fetching it, so its fetch threads do not idle through the chunk's end. A worker death is
+charged to the learner at the head of its chunk (the one being scored or waited for), as
+without prefetching; the chunk it took early is fed again with the other unfinished ones.
 
 An outage of the database or the evidence source (``ceredis.outage``) is waited out
 where it happens, in the worker: it keeps its chunk, reconnects and retries with capped,
@@ -29,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import multiprocessing as mp
-import multiprocessing.pool
 import os
 import random
 import signal
@@ -47,6 +49,7 @@ from ceredis.errors import CeredisError, OutageError, SourceUnavailable, StoreUn
 from ceredis.outage import Patience
 from ceredis.outcome import Outcome
 from ceredis.plan import BatchPlan
+from ceredis.readahead import ReadAheadPool, take_next
 from ceredis.record import EncodedRecord, encode_record, score_delivered
 from ceredis.referential import Referential
 from ceredis.scoring import error_result
@@ -111,6 +114,7 @@ class _Worker:
         self._random = random.Random()
         self._fetcher: ThreadPoolExecutor | None = None
         self._writer: ThreadPoolExecutor | None = None
+        self._early: dict[int, Future] = {}  # the next chunk's fetches, started early
         with contextlib.suppress(SourceUnavailable, StoreUnavailable):
             self._connect()  # an outage at start: run() waits for it
 
@@ -145,11 +149,14 @@ class _Worker:
         self._patiently(self._connect)
         slots = self.context.slots
         fetching = self._prefetch(chunk)
+        last = next(reversed(fetching.values()), None)
         writes: list[Future[list[Outcome]]] = []
         try:
             for start in range(0, len(chunk), WRITE_PART):
                 scored = []
                 for task in chunk[start : start + WRITE_PART]:
+                    if last is not None and (last.running() or last.done()):
+                        last = None if self._read_ahead() else last
                     slots[2 * self.slot + 1] = task.index
                     began = time.perf_counter()
                     result, inputs = self._patiently(
@@ -182,9 +189,25 @@ class _Worker:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="ceredis-write")
         return self._writer
 
+    def _read_ahead(self) -> bool:
+        """Take this worker's next chunk from the pool's queue, if one waits there, and
+        start fetching it: this chunk's fetches have all started, and the fetch threads
+        would otherwise idle until this chunk's end. False if nothing was taken."""
+        call = take_next()
+        if call is None:
+            return False
+        function, args = call
+        if function is _score_chunk:
+            self._early = self._prefetch(args[0])
+        return True
+
     def _prefetch(self, chunk: Sequence[Task]) -> dict[int, Future]:
         """Start fetching the chunk's evidence on the fetch threads, in order (remote
-        sources only; a learner whose worker died twice is not fetched again)."""
+        sources only; a learner whose worker died twice is not fetched again), unless
+        :meth:`_read_ahead` started it."""
+        early, self._early = self._early, {}
+        if early:
+            return early
         threads = self.context.fetch_threads
         if threads == 0 or self.source is None:
             return {}
@@ -354,10 +377,11 @@ class _Pace:
     """How long a learner takes in a worker, and how long a chunk's first learner waits,
     both smoothed over chunks; they size the automatic chunks.
 
-    With prefetching, a worker starts fetching a chunk only when it receives it, so its
-    first learner waits a whole fetch (the refill) while the fetch threads of the
-    previous chunk's tail stood idle. A chunk of at least ``REFILLS_PER_CHUNK`` refills
-    keeps that gap under a tenth; otherwise chunks last about ``CHUNK_SECONDS``.
+    With prefetching, a worker that finds no chunk waiting when it reads ahead starts
+    fetching its next chunk only when it receives it, so that chunk's first learner
+    waits a whole fetch (the refill) while the fetch threads stood idle. A chunk of at
+    least ``REFILLS_PER_CHUNK`` refills keeps that gap under a tenth; otherwise chunks
+    last about ``CHUNK_SECONDS``.
     """
 
     per_learner: float = 0.0
@@ -508,7 +532,7 @@ def scored(
         )
 
 
-class _QuietPool(multiprocessing.pool.Pool):
+class _QuietPool(ReadAheadPool):
     """A pool whose worker-handler thread wakes when a worker exits or the pool changes.
 
     CPython's handler also wakes whenever a result waits to be read, so it spins for as

@@ -115,10 +115,39 @@ def test_a_worker_killed_while_prefetching_loses_nothing(
     assert report.results_root == from_file.results_root
 
 
-def _kill_when_overlapping(cass: CassDouble, stop: threading.Event, killed: list[int]) -> None:
-    """Kill the pool's worker once, the first time the double holds 3 unanswered requests."""
+def test_a_worker_killed_holding_the_chunk_it_took_early_loses_nothing(
+    tmp_path, monkeypatch, uuids, key, fast_rate
+):
+    """Chunks of 4, 8 requests in flight, one worker: it fetches its next chunk while it
+    ends this one, so the double sees more than 4 requests at once; SIGKILL then loses
+    neither chunk."""
+    files, records = cohort(tmp_path, 16, seed=14)
+    from_file, _ = batch(tmp_path, "file", str(files.evidence), files.roster)
+    with serve(records, uuids, key, tmp_path, monkeypatch, latency_s=0.15) as cass:
+        stop, killed = threading.Event(), []
+        killer = threading.Thread(target=_kill_when_overlapping, args=(cass, stop, killed, 6))
+        killer.start()
+        try:
+            report, plan = batch(
+                tmp_path, "killed", cass.source_uri, files.roster, 1, in_flight=8, chunksize=4
+            )
+        finally:
+            stop.set()
+            killer.join()
+    assert killed, "the worker never fetched its next chunk while ending this one"
+    results = ledger_results(plan.ledger)
+    assert [r["agentId"] for r in results] == files.roster.read_text().split()
+    assert report.failed == 0
+    assert report.results_root == from_file.results_root
+
+
+def _kill_when_overlapping(
+    cass: CassDouble, stop: threading.Event, killed: list[int], overlap: int = 3
+) -> None:
+    """Kill the pool's worker once, the first time the double holds *overlap* unanswered
+    requests."""
     while not stop.is_set() and not killed:
-        if sum(e.done is None and e.status is None for e in list(cass.journal)) >= 3:
+        if sum(e.done is None and e.status is None for e in list(cass.journal)) >= overlap:
             for pid in _children():
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
