@@ -90,51 +90,41 @@ def test_the_results_root_does_not_depend_on_in_flight_or_workers(
     assert roots == dict.fromkeys(roots, from_file.results_root)
 
 
-def test_a_worker_killed_while_prefetching_loses_nothing(
-    tmp_path, monkeypatch, uuids, key, fast_rate
+@pytest.mark.parametrize(
+    ("chunksize", "overlap", "seen"),
+    [
+        (16, 3, "the worker was never seen with several requests in flight"),
+        (4, 6, "the worker never fetched its next chunk while ending this one"),
+    ],
+    ids=["prefetching", "holding-the-chunk-it-took-early"],
+)
+def test_a_killed_worker_loses_nothing(
+    tmp_path, monkeypatch, uuids, key, fast_rate, chunksize, overlap, seen
 ):
-    """SIGKILL on the worker while several of its requests are in flight: every learner is
-    recorded once, in order, none ERROR, with the file source's resultsRoot."""
+    """SIGKILL on the only worker once the double holds *overlap* unanswered requests:
+    with chunks of 16, several of its chunk's requests; with chunks of 4, more than a
+    chunk's, so it was fetching the next chunk, taken early, while ending this one. Every
+    learner is recorded once, in order, none ERROR, with the file source's resultsRoot."""
     files, records = cohort(tmp_path, 16, seed=13)
     from_file, _ = batch(tmp_path, "file", str(files.evidence), files.roster)
     with serve(records, uuids, key, tmp_path, monkeypatch, latency_s=0.15) as cass:
         stop, killed = threading.Event(), []
-        killer = threading.Thread(target=_kill_when_overlapping, args=(cass, stop, killed))
+        killer = threading.Thread(target=_kill_when_overlapping, args=(cass, stop, killed, overlap))
         killer.start()
         try:
             report, plan = batch(
-                tmp_path, "killed", cass.source_uri, files.roster, 1, in_flight=8, chunksize=16
+                tmp_path,
+                "killed",
+                cass.source_uri,
+                files.roster,
+                1,
+                in_flight=8,
+                chunksize=chunksize,
             )
         finally:
             stop.set()
             killer.join()
-    assert killed, "the worker was never seen with several requests in flight"
-    results = ledger_results(plan.ledger)
-    assert [r["agentId"] for r in results] == files.roster.read_text().split()
-    assert report.failed == 0
-    assert report.results_root == from_file.results_root
-
-
-def test_a_worker_killed_holding_the_chunk_it_took_early_loses_nothing(
-    tmp_path, monkeypatch, uuids, key, fast_rate
-):
-    """Chunks of 4, 8 requests in flight, one worker: it fetches its next chunk while it
-    ends this one, so the double sees more than 4 requests at once; SIGKILL then loses
-    neither chunk."""
-    files, records = cohort(tmp_path, 16, seed=14)
-    from_file, _ = batch(tmp_path, "file", str(files.evidence), files.roster)
-    with serve(records, uuids, key, tmp_path, monkeypatch, latency_s=0.15) as cass:
-        stop, killed = threading.Event(), []
-        killer = threading.Thread(target=_kill_when_overlapping, args=(cass, stop, killed, 6))
-        killer.start()
-        try:
-            report, plan = batch(
-                tmp_path, "killed", cass.source_uri, files.roster, 1, in_flight=8, chunksize=4
-            )
-        finally:
-            stop.set()
-            killer.join()
-    assert killed, "the worker never fetched its next chunk while ending this one"
+    assert killed, seen
     results = ledger_results(plan.ledger)
     assert [r["agentId"] for r in results] == files.roster.read_text().split()
     assert report.failed == 0
@@ -142,7 +132,7 @@ def test_a_worker_killed_holding_the_chunk_it_took_early_loses_nothing(
 
 
 def _kill_when_overlapping(
-    cass: CassDouble, stop: threading.Event, killed: list[int], overlap: int = 3
+    cass: CassDouble, stop: threading.Event, killed: list[int], overlap: int
 ) -> None:
     """Kill the pool's worker once, the first time the double holds *overlap* unanswered
     requests."""
