@@ -145,17 +145,57 @@ def test_an_edited_profile_is_named(tampered, column, value, field):
     ), [str(f) for f in audit.findings]
 
 
-def test_postgres_rows_are_compared_too(pg_url, tmp_path):
-    """The same content check on PostgreSQL, where JSON is jsonb and scores numeric."""
+_JSON_COLUMNS = {
+    "ceredis_result": ("domain_scores", "competencies", "result"),
+    "ceredis_profile": ("domain_scores",),
+}
+
+
+def _json_types(conn) -> set[str]:
+    return {
+        row[0]
+        for table, columns in _JSON_COLUMNS.items()
+        for row in conn.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = %s "
+            "AND column_name = ANY(%s)",
+            (table, list(columns)),
+        )
+    }
+
+
+@pytest.mark.parametrize("json_type", ["json", "jsonb"])
+def test_postgres_rows_are_compared_too(pg_url, tmp_path, json_type):
+    """The same content check on PostgreSQL, where scores are numeric and JSON columns
+    are json (a new database: stored as written, cheaper for the server than jsonb) or
+    jsonb (a database made before this engine version, or altered by its owner): both
+    are written, read and audited alike."""
     import psycopg
 
+    from ceredis.stores import parse_store_url
+
+    parse_store_url(pg_url).open().close()  # a new database: the engine's own schema
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert _json_types(conn) == {"json"}
+        for table, columns in _JSON_COLUMNS.items():
+            for column in columns:
+                conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {json_type}")
     ledger = _run(tmp_path, pg_url)
     assert audit_ledger(ledger, pg_url).ok
     line, agent, _ = _an_ok_learner(ledger)
     with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert _json_types(conn) == {json_type}
+        # The README's queries: ->> on either type, @> once cast to jsonb.
+        level = conn.execute(
+            "SELECT result->>'cecrlLevel' FROM ceredis_result WHERE agent_id = %s", (agent,)
+        ).fetchone()[0]
+        found = conn.execute(
+            "SELECT agent_id FROM ceredis_result WHERE result::jsonb @> %s::jsonb",
+            (f'{{"cecrlLevel": "{level}"}}',),
+        ).fetchall()
+        assert level and (agent,) in found
         conn.execute(
-            "UPDATE ceredis_result SET result = jsonb_set(result, '{ceredisScore}', '499.99') "
-            "WHERE agent_id = %s",
+            "UPDATE ceredis_result SET result = jsonb_set(result::jsonb, '{ceredisScore}', "
+            "'499.99') WHERE agent_id = %s",
             (agent,),
         )
         conn.execute("UPDATE ceredis_profile SET cecrl_level = 'Z9' WHERE agent_id = %s", (agent,))

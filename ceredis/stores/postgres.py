@@ -24,10 +24,12 @@ class PostgresStore(SqlStore):
 
     dialect: ClassVar[Dialect] = Dialect(
         placeholder="%s",
-        json_cast="::jsonb",
-        column_types={"JSON": "jsonb", "SCORE": "numeric(6,2)"},
+        # json, not jsonb: kept as written, so the server does not parse and rebuild every
+        # result (a third of its CPU per learner). A JSON parameter is bound untyped, so a
+        # database made with jsonb columns (by an earlier engine, or by its owner) works unchanged.
+        column_types={"JSON": "json", "SCORE": "numeric(6,2)"},
         score_param=Decimal,  # psycopg binds a Decimal as an exact numeric
-        json_text="{}::text",  # jsonb as text, not parsed into floats
+        json_text="{}::text",  # as text, not parsed into floats
     )
     driver_error: ClassVar[type[Exception]] = psycopg.Error
 

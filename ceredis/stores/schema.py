@@ -3,7 +3,8 @@
 Migrations are numbered and applied in order, each recorded in ``ceredis_schema``; a
 store applies the missing ones on connect, under a lock, so running it twice or from
 N workers at once changes nothing. Types differ by dialect only where they must:
-JSON columns are ``jsonb`` in PostgreSQL and canonical JSON text in SQLite; scores are
+JSON columns are ``json`` in PostgreSQL (databases made by earlier engines have
+``jsonb``, which works as well) and canonical JSON text in SQLite; scores are
 ``numeric(6,2)`` and exact text respectively.
 """
 

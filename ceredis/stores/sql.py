@@ -29,7 +29,6 @@ class Dialect:
     """What one SQL database spells its own way: parameters, JSON and score columns."""
 
     placeholder: str  # a statement parameter: "%s" or "?"
-    json_cast: str  # appended to a JSON parameter: "::jsonb" or nothing
     column_types: dict[str, str]  # the schema's {JSON} and {SCORE} column types
     score_param: Callable[[Decimal], Any]  # a two-decimal score as the driver binds it
     json_text: str = "{}"  # a JSON column read back as text: "{}::text" or "{}"
@@ -37,10 +36,6 @@ class Dialect:
     def params(self, count: int) -> str:
         """*count* placeholders, comma-separated."""
         return ", ".join([self.placeholder] * count)
-
-    def json_param(self) -> str:
-        """A placeholder for a JSON value."""
-        return self.placeholder + self.json_cast
 
     def score(self, value: Decimal | None) -> Any:
         return None if value is None else self.score_param(value)
@@ -210,10 +205,8 @@ class SqlStore:
     def _insert_results(self, rows: Sequence[ResultRow]) -> set[str]:
         """Insert the rows not stored yet; return the agent ids inserted."""
         dialect = self.dialect
-        as_json = dialect.json_param()
         return self._insert_returning(
-            f"INSERT INTO ceredis_result ({_RESULT_COLUMNS}) VALUES ({dialect.params(7)}, "
-            f"{as_json}, {as_json}, {as_json}, {dialect.params(2)}) "
+            f"INSERT INTO ceredis_result ({_RESULT_COLUMNS}) VALUES ({dialect.params(12)}) "
             "ON CONFLICT (run_id, agent_id) DO NOTHING RETURNING agent_id",
             [_result_params(r, dialect) for r in rows],
         )
@@ -241,8 +234,8 @@ class SqlStore:
         dialect = self.dialect
         self._executemany(
             "INSERT INTO ceredis_profile (agent_id, run_id, run_started_at, ceredis_score, "
-            f"band_level, cecrl_level, domain_scores, content_hash) VALUES ({dialect.params(6)}, "
-            f"{dialect.json_param()}, {dialect.placeholder}) ON CONFLICT (agent_id) DO UPDATE "
+            f"band_level, cecrl_level, domain_scores, content_hash) VALUES ({dialect.params(8)}) "
+            "ON CONFLICT (agent_id) DO UPDATE "
             "SET run_id = excluded.run_id, run_started_at = excluded.run_started_at, "
             "ceredis_score = excluded.ceredis_score, band_level = excluded.band_level, "
             "cecrl_level = excluded.cecrl_level, domain_scores = excluded.domain_scores, "

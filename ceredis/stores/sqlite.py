@@ -27,7 +27,6 @@ class SqliteStore(SqlStore):
 
     dialect: ClassVar[Dialect] = Dialect(
         placeholder="?",
-        json_cast="",
         column_types={"JSON": "text", "SCORE": "text"},
         score_param=lambda score: f"{score:f}",  # exact text: SQLite has no decimal type
     )

@@ -1,5 +1,6 @@
 // PostgreSQL: one pool of at most `concurrency` connections; one upsert per learner,
-// each its own (autocommit) transaction — no global lock, no ledger.
+// each its own (autocommit) transaction — no global lock, no ledger. The columns have
+// the types of the project's ceredis_result (json, numeric(6,2)).
 
 import pg from "pg";
 
@@ -10,9 +11,9 @@ CREATE TABLE IF NOT EXISTS seed_result (
   ceredis_score numeric(6,2),
   band_level    text,
   cecrl_level   text,
-  domain_scores jsonb,
-  competencies  jsonb,
-  result        jsonb NOT NULL,
+  domain_scores json,
+  competencies  json,
+  result        json NOT NULL,
   error         text,
   updated_at    timestamptz NOT NULL
 )`;
