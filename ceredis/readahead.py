@@ -26,7 +26,16 @@ _early: Any = _NOTHING  # the task take_next read, to run next; None: the pool's
 
 
 class ReadAheadPool(multiprocessing.pool.Pool):
-    """A pool whose workers run :func:`serve`."""
+    """A pool whose workers run :func:`serve` (workers are not replaced after N tasks)."""
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Any = None,
+        initargs: tuple = (),
+        context: Any = None,
+    ) -> None:
+        super().__init__(processes, initializer, initargs, None, context)
 
     @staticmethod
     def Process(ctx: Any, *args: Any, **kwds: Any) -> Any:
@@ -42,10 +51,8 @@ def serve(
     wrap_exception: bool = False,
 ) -> None:
     """Run tasks until the pool's sentinel, as ``multiprocessing.pool.worker`` does
-    (*maxtasks* is not supported: the pool never sets it here)."""
+    (*maxtasks* is always None: :class:`ReadAheadPool` takes no ``maxtasksperchild``)."""
     global _queue
-    if maxtasks is not None:
-        raise ValueError("ReadAheadPool does not support maxtasksperchild")
     inqueue._writer.close()
     outqueue._reader.close()
     if initializer is not None:
