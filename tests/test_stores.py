@@ -176,3 +176,16 @@ def test_a_dropped_postgresql_connection_is_reopened(pg_url, pg_dsn):
     assert store.write_results([row("L1"), row("L2")], RUN.started_at) == {}
     assert {"L1", "L2"} <= {r.agent_id for r in store.iter_results(RUN.run_id)}
     store.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_compresses_results_with_lz4(pg_url):
+    """A result large enough for the server to compress is compressed with lz4, not the
+    server's default pglz: about a fifth of the server's CPU a learner, for ~25 % more disk."""
+    store = prepare_store(pg_url).open()
+    store.start_run(RUN)
+    document = '{"evidence":"' + "P1 72.5 " * 800 + '"}'
+    assert store.write_results([row("L1", result=document)], RUN.started_at) == {}
+    compression = store._execute("SELECT pg_column_compression(result) FROM ceredis_result")
+    assert compression == [("lz4",)]
+    store.close()

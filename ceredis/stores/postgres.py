@@ -55,12 +55,14 @@ class PostgresStore(SqlStore):
             ) from None
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(
+        conn = psycopg.connect(
             self.url,
             autocommit=True,
             connect_timeout=self._connect_timeout,
             application_name="ceredis",
         )
+        _prefer_lz4(conn)
+        return conn
 
     def _reconnect_if_lost(self) -> None:
         if self.conn.broken or self.conn.closed:
@@ -110,3 +112,15 @@ class PostgresStore(SqlStore):
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _prefer_lz4(conn: psycopg.Connection[Any]) -> None:
+    """Have the server compress this session's large results with lz4 rather than its
+    default pglz: a fifth of its CPU a learner, for ~25 % more disk. A column the
+    database's owner gave a compression keeps it; a server without lz4 keeps pglz."""
+    if conn.info.server_version < 140000:  # no choice of compression before PostgreSQL 14
+        return
+    try:
+        conn.execute("SET default_toast_compression = lz4")
+    except psycopg.errors.InvalidParameterValue:  # built without lz4: pglz it is
+        return

@@ -1,6 +1,7 @@
 // PostgreSQL: one pool of at most `concurrency` connections; one upsert per learner,
 // each its own (autocommit) transaction — no global lock, no ledger. The columns have
-// the types of the project's ceredis_result (json, numeric(6,2)).
+// the types of the project's ceredis_result (json, numeric(6,2)), and its compression
+// (lz4, which the project asks of its sessions, where the server's default is pglz).
 
 import pg from "pg";
 
@@ -11,9 +12,9 @@ CREATE TABLE IF NOT EXISTS seed_result (
   ceredis_score numeric(6,2),
   band_level    text,
   cecrl_level   text,
-  domain_scores json,
-  competencies  json,
-  result        json NOT NULL,
+  domain_scores json COMPRESSION lz4,
+  competencies  json COMPRESSION lz4,
+  result        json COMPRESSION lz4 NOT NULL,
   error         text,
   updated_at    timestamptz NOT NULL
 )`;
