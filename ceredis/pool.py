@@ -544,13 +544,14 @@ class _QuietPool(ReadAheadPool):
 
 
 def _prefetching(limiter: RateLimiter | None, workers: int) -> tuple[int, int]:
-    """Fetch threads per worker, and the automatic chunk size's floor: twice a worker's
-    share of the requests in flight, so its threads stay busy across the chunk."""
+    """Fetch threads per worker: its share of the requests in flight (a thread beyond it
+    would wait for a slot another worker holds, and compete for the CPU and the GIL); and
+    the automatic chunk size's floor: twice that share, so its threads stay busy."""
     bound = limiter.in_flight if limiter is not None else None
     if not bound:
         return 0, 1  # a file source: read inline, no threads
     share = -(-bound // workers)
-    return min(bound, MAX_CHUNK), min(MAX_CHUNK, 2 * share)
+    return min(share, MAX_CHUNK), min(MAX_CHUNK, 2 * share)
 
 
 def _dead_slots(slots: Any) -> list[int] | None:

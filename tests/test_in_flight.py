@@ -11,9 +11,10 @@ import time
 import pytest
 
 from ceredis.outcome import Outcome
-from ceredis.pool import CHUNK_SECONDS, MAX_CHUNK, _Pace
+from ceredis.pool import CHUNK_SECONDS, MAX_CHUNK, _Pace, _prefetching
 from ceredis.referential import bundled_referential
 from ceredis.sources.kbac import EngineKey
+from ceredis.sources.ratelimit import RateLimiter
 from doubles.cass_double import CassDouble
 from doubles.kbac import generate_key
 from doubles.ralph import RalphLRS
@@ -176,6 +177,21 @@ def test_a_dry_run_shows_the_bound_on_requests_in_flight(tmp_path, monkeypatch, 
     local = " ".join(capsys.readouterr().out.split())
     assert "in flight at most 3 requests to the source at once, all workers together" in remote
     assert "in flight not bounded (a local file, read inline)" in local
+
+
+def test_each_worker_fetches_on_as_many_threads_as_its_share_of_the_requests_in_flight():
+    """M requests in flight over W workers: ceil(M / W) fetch threads a worker (a thread
+    beyond its share would wait for a slot another worker holds, and cost CPU), at most
+    MAX_CHUNK; chunks of at least twice the share. A file source is read inline."""
+    for in_flight, workers, expected in [
+        (16, 1, (16, 32)),
+        (16, 2, (8, 16)),
+        (16, 3, (6, 12)),
+        (1, 4, (1, 2)),
+        (500, 2, (MAX_CHUNK, MAX_CHUNK)),
+    ]:
+        assert _prefetching(RateLimiter(100.0, in_flight=in_flight), workers) == expected
+    assert _prefetching(None, 2) == (0, 1)
 
 
 def _chunk(*durations_ms: float) -> list[Outcome]:
