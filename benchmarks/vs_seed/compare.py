@@ -591,7 +591,7 @@ def tune(ctx: Context, point: Point, sample: Context) -> tuple[Setting, list[dic
         raise BenchError(f"every project setting failed while tuning {point.label}")
     # Within 2 % (the tuning runs cannot tell that apart), the fewest processes: each costs
     # memory and a database connection. Not 5 %: one worker at 20 ms, N = 16, is ~5 % slower
-    # than two, and the 5 % rule took it there in one run of two.
+    # than two, and the 5 % rule took it there in one of the two full runs made with it.
     top = max(rates.values())
     best = next(label for label, rate in rates.items() if rate >= 0.98 * top)
     return next(s for s in candidates if s.label == best), tried
