@@ -109,6 +109,7 @@ class Settings:
 
     max_workers: int = DEFAULT_WORKERS
     in_flight: int = DEFAULT_IN_FLIGHT  # requests to a remote source at once, all workers
+    pin_workers: bool = True  # each worker process on one CPU of those the engine may use
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL  # s between non-TTY progress lines
     outage_budget: float = 120.0  # seconds a store or source outage is waited out
     source: str | None = None
@@ -214,6 +215,20 @@ def _executor(value: Any, origin: str) -> str:
     return name
 
 
+_SWITCH = dict.fromkeys(("1", "true", "on", "yes"), True) | dict.fromkeys(
+    ("0", "false", "off", "no"), False
+)
+
+
+def _switch(value: Any, origin: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    choice = _SWITCH.get(value.strip().lower()) if isinstance(value, str) else None
+    if choice is None:
+        raise ConfigError(f"{origin}: expected on or off (true/false, 1/0), not {value!r}")
+    return choice
+
+
 def _budget(value: Any, origin: str) -> float:
     return _duration(value, origin, "the outage budget", positive=False)
 
@@ -269,6 +284,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("in_flight", "in_flight", ("CEREDIS_IN_FLIGHT",), _in_flight, "16",
             "requests to a remote source in flight at once, all workers together",
             "--in-flight"),
+    Setting("pin_workers", "pin_workers", ("CEREDIS_PIN_WORKERS",), _switch, "on",
+            "each worker process on one CPU, in turn (`off`: where the system puts it)"),
     Setting("progress_interval", "progress_interval", ("CEREDIS_PROGRESS_INTERVAL",),
             _interval, "30", "seconds between plain progress lines on stderr when no terminal "
             "shows the bar (batch, verify, export, report)"),

@@ -63,6 +63,7 @@ class BatchPlan:
     resume: bool = False  # continue plan.ledger (written by an earlier, killed run)
     embedded: bool = False  # nothing configured: bundled cohort into the embedded SQLite
     outage_budget: float = 120.0  # seconds an outage is waited out before the batch stops
+    pin_workers: bool = True  # each pool worker on one CPU (CEREDIS_PIN_WORKERS)
     repairs: dict[str, str] | None = None  # the run whose ERROR learners this one rescores
     signing_key: Path | None = None  # signs the finished run's checkpoint (CEREDIS_SIGNING_KEY)
     executor: str = "local"  # "local": the process pool; "dask": a Dask cluster
@@ -168,6 +169,7 @@ def plan_batch(
         chunksize=chunksize,
         embedded=settings.source is None and settings.database is None,
         outage_budget=settings.outage_budget,
+        pin_workers=settings.pin_workers,
         signing_key=settings.signing_key,
         executor=settings.executor,
         scheduler=settings.scheduler,
@@ -235,6 +237,7 @@ def plan_resume(
         report=report_path,
         resume=True,
         outage_budget=settings.outage_budget,
+        pin_workers=settings.pin_workers,
         signing_key=settings.signing_key,
         executor=settings.executor,
         scheduler=settings.scheduler,

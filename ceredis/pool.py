@@ -93,6 +93,7 @@ class WorkerContext:
     waits: Any = None  # shared array: (what code, monotonic start) of each slot's outage
     outage_budget: float = 120.0
     fetch_threads: int = 0  # threads prefetching a chunk's evidence (0: fetch inline)
+    cpus: tuple[int, ...] = ()  # worker n runs on cpus[n % len(cpus)] (empty: not pinned)
 
 
 class _Worker:
@@ -108,6 +109,8 @@ class _Worker:
                 context.slot_counter.value += 1
         context.slots[2 * self.slot] = self.pid
         context.slots[2 * self.slot + 1] = -1
+        if context.cpus:
+            _pin(context.cpus[self.slot % len(context.cpus)])
         self.source: Any = None
         self.store: Any = None
         self.source_error = self.store_error = None
@@ -500,6 +503,7 @@ def scored(
             waits,
             plan.outage_budget,
             threads,
+            _cpus() if plan.pin_workers else (),
         )
         window = 2 * plan.workers + 2
         feeder = _Feeder(pending, tasks, window, plan.chunksize, pace, least)
@@ -552,6 +556,25 @@ def _prefetching(limiter: RateLimiter | None, workers: int) -> tuple[int, int]:
         return 0, 1  # a file source: read inline, no threads
     share = -(-bound // workers)
     return min(share, MAX_CHUNK), min(MAX_CHUNK, 2 * share)
+
+
+def _cpus() -> tuple[int, ...]:
+    """The CPUs this process may run on, to pin workers to in turn (none where the
+    system cannot pin)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return ()
+    return tuple(sorted(os.sched_getaffinity(0)))
+
+
+def _pin(cpu: int) -> None:
+    """Run this worker on *cpu* only. Its threads (scoring, fetching, writing) take the
+    GIL in turn: on one core each handover finds its caches warm, where across two it
+    costs ~10 % of the worker's CPU (docs/benchmarks.md). A hint: a CPU taken away since
+    (a changed cpuset) leaves the worker where the system puts it."""
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        return
 
 
 def _dead_slots(slots: Any) -> list[int] | None:
