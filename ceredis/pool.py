@@ -571,10 +571,8 @@ def _pin(cpu: int) -> None:
     GIL in turn: on one core each handover finds its caches warm, where across two it
     costs ~10 % of the worker's CPU (docs/benchmarks.md). A hint: a CPU taken away since
     (a changed cpuset) leaves the worker where the system puts it."""
-    try:
+    with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {cpu})
-    except OSError:
-        return
 
 
 def _dead_slots(slots: Any) -> list[int] | None:

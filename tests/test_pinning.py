@@ -20,10 +20,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _affinities(cpus_env: str | None, tmp_path, monkeypatch) -> dict[int, set[int]]:
+def _affinities(switch: str | None, tmp_path, monkeypatch) -> dict[int, set[int]]:
     """The CPUs each worker of a 2-worker batch (CaSS double, 40 ms a request) may run on."""
-    if cpus_env is not None:
-        monkeypatch.setenv("CEREDIS_PIN_WORKERS", cpus_env)
+    if switch is not None:
+        monkeypatch.setenv("CEREDIS_PIN_WORKERS", switch)
     monkeypatch.setenv("CEREDIS_SOURCE_RATE", "1000")
     uuids = {cid: c.cass_uuid for cid, c in bundled_referential().competencies.items()}
     files, records = cohort(tmp_path, 16, seed=31)
