@@ -577,8 +577,8 @@ def tune(ctx: Context, point: Point, sample: Context) -> tuple[Setting, list[dic
     candidates = candidate_settings(point, ctx.has_in_flight)
     if len(candidates) == 1:
         return candidates[0], []
-    port, _ = measure(ctx, "seed", point, None)
-    tried = [{"setting": "port", "peakRssMB": port.peak_rss_mb, "exit": port.exit_code}]
+    port = checked(ctx, *measure(ctx, "seed", point, None))
+    tried = [{"setting": "port", "peakRssMB": port.peak_rss_mb, "exit": 0}]
     for _ in range(TUNING_PASSES):
         for setting in candidates:
             run, _ = measure(sample, "project", point, setting)
@@ -600,11 +600,8 @@ def _best(candidates: list[Setting], tried: list[dict], rss_cap: float, point: P
     """The fastest candidate by median rate among those whose median peak RSS is within
     *rss_cap* (all of them if none is); within 2 % of it, the fewest processes."""
     med = statistics.median
-    runs = {
-        s.label: [t for t in tried if t["setting"] == s.label]
-        for s in candidates
-        if all(t["exit"] == 0 for t in tried if t["setting"] == s.label)
-    }
+    runs = {s.label: [t for t in tried if t["setting"] == s.label] for s in candidates}
+    runs = {label: ts for label, ts in runs.items() if all(t["exit"] == 0 for t in ts)}
     if not runs:
         raise BenchError(f"every project setting failed while tuning {point.label}")
     rates = {label: med(t["rate"] for t in ts) for label, ts in runs.items()}
